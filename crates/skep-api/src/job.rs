@@ -1,0 +1,571 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `apiVersion` of every BulkJob document.
+pub const API_VERSION: &str = "skep.dev/v1";
+/// `kind` of every BulkJob document.
+pub const KIND: &str = "BulkJob";
+/// The finalizer the controller puts on every job it has started to act on.
+/// While it is present, deleting the job only marks it; the controller
+/// cleans up (stops dispatch, scales back, purges tasks) and then removes it.
+pub const FINALIZER: &str = "skep.dev/cleanup";
+
+pub const DEFAULT_POOL: &str = "tesseract";
+pub const DEFAULT_FILES_PER_WORKER: u32 = 100;
+pub const DEFAULT_MIN_REPLICAS: u32 = 1;
+pub const DEFAULT_MAX_REPLICAS: u32 = 10;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub const DEFAULT_FILE_TIMEOUT_SECONDS: u64 = 300;
+/// Tesseract page segmentation mode 6, "assume a single uniform block of
+/// text": on noisy scans the CLI's default (3, automatic layout) lost whole
+/// lines in our measurements, so skep defaults to 6 and lets a job choose.
+pub const DEFAULT_PAGE_SEG_MODE: u8 = 6;
+pub const DEFAULT_DPI: u32 = 300;
+
+/// A bulk OCR job: every supported image under `spec.source.path` is
+/// recognised once, with its text and a report written to the output folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "BulkJob")]
+pub struct BulkJob {
+    /// Always `skep.dev/v1`.
+    pub api_version: String,
+    /// Always `BulkJob`.
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: BulkJobSpec,
+    /// Written by the controller; ignored when a document is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<BulkJobStatus>,
+}
+
+impl BulkJob {
+    /// A job with the given name and spec, as a user would write it.
+    pub fn new(name: impl Into<String>, spec: BulkJobSpec) -> Self {
+        Self {
+            api_version: API_VERSION.to_owned(),
+            kind: KIND.to_owned(),
+            metadata: ObjectMeta {
+                name: name.into(),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// The store-assigned identity; empty before the job is first stored.
+    pub fn uid(&self) -> &str {
+        self.metadata.uid.as_deref().unwrap_or_default()
+    }
+
+    pub fn generation(&self) -> i64 {
+        self.metadata.generation.unwrap_or(0)
+    }
+
+    pub fn status(&self) -> BulkJobStatus {
+        self.status.clone().unwrap_or_default()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.phase.is_finished())
+    }
+
+    pub fn is_deleting(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
+    }
+
+    pub fn has_finalizer(&self) -> bool {
+        self.metadata.finalizers.iter().any(|f| f == FINALIZER)
+    }
+}
+
+/// Kubernetes-style object metadata. Only `name`, `labels` and
+/// `annotations` are the user's; the store sets the rest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectMeta {
+    /// Unique name of the job: a lowercase RFC 1123 label (`a-z`, `0-9`,
+    /// `-`; at most 63 characters).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Set by the store when the job is created; a job deleted and applied
+    /// again gets a new uid, and nothing of the old one leaks into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Incremented by the store when, and only when, the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<DateTime<Utc>>,
+    /// Set when deletion was requested; the job stays until its finalizers
+    /// are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
+}
+
+/// What the user asks for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BulkJobSpec {
+    pub source: SourceSpec,
+    #[serde(default)]
+    pub engine: EngineSpec,
+    #[serde(default)]
+    pub output: OutputSpec,
+    #[serde(default)]
+    pub scaling: ScalingSpec,
+    /// How many times a file is tried before it is marked failed. A file
+    /// whose error is permanent (empty, corrupt, unsupported) fails at once.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Per-file OCR time limit; a file that takes longer fails with reason
+    /// `timeout` (and is retried while attempts remain).
+    #[serde(default = "default_file_timeout_seconds")]
+    pub file_timeout_seconds: u64,
+    /// While true no new file is dispatched and the job asks for no workers;
+    /// files already in flight finish.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Wall-clock limit from the job's start; past it the job fails with
+    /// reason `DeadlineExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<u64>,
+    /// When set, a finished job (and its stored results) is deleted this many
+    /// seconds after it finished. Output files stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<u64>,
+    /// Higher runs first when jobs compete for the same workers.
+    #[serde(default)]
+    pub priority: i32,
+    /// Who the job is for; jobs of one tenant share that tenant's weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub plan: Plan,
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+}
+
+fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
+}
+fn default_file_timeout_seconds() -> u64 {
+    DEFAULT_FILE_TIMEOUT_SECONDS
+}
+fn default_true() -> bool {
+    true
+}
+
+impl BulkJobSpec {
+    /// A spec with every default, reading `path`.
+    pub fn for_path(path: impl Into<String>) -> Self {
+        Self {
+            source: SourceSpec {
+                path: path.into(),
+                recursive: true,
+                include: Vec::new(),
+                exclude: Vec::new(),
+                follow_symlinks: false,
+            },
+            engine: EngineSpec::default(),
+            output: OutputSpec::default(),
+            scaling: ScalingSpec::default(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            file_timeout_seconds: DEFAULT_FILE_TIMEOUT_SECONDS,
+            suspend: false,
+            active_deadline_seconds: None,
+            ttl_seconds_after_finished: None,
+            priority: 0,
+            tenant: None,
+            plan: Plan::default(),
+            failure_policy: FailurePolicy::default(),
+        }
+    }
+}
+
+/// Where the files are. Every node that runs workers must see the folder at
+/// the same path (a shared volume, NFS or SMB mount).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Folder to scan. `skep apply` and `skep run` resolve a relative path
+    /// against the folder of the YAML file.
+    pub path: String,
+    /// Descend into subfolders.
+    #[serde(default = "default_true")]
+    pub recursive: bool,
+    /// Globs (relative to `path`) a file must match; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Globs (relative to `path`) that exclude a file or a whole folder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub follow_symlinks: bool,
+}
+
+/// The OCR engine and how it reads a page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EngineSpec {
+    #[serde(default)]
+    pub kind: EngineKind,
+    /// Tesseract language codes, tried together (`eng`, `deu`, `chi_sim`).
+    /// Each needs its traineddata on the worker nodes.
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    /// Tesseract page segmentation mode, 3-13 (3 automatic layout, 4 one
+    /// column, 6 one uniform block, 11 sparse text). Default 6.
+    #[serde(default = "default_page_seg_mode")]
+    pub page_seg_mode: u8,
+    /// Resolution assumed for images that do not record one.
+    #[serde(default = "default_dpi")]
+    pub dpi: u32,
+}
+
+fn default_languages() -> Vec<String> {
+    vec!["eng".to_owned()]
+}
+fn default_page_seg_mode() -> u8 {
+    DEFAULT_PAGE_SEG_MODE
+}
+fn default_dpi() -> u32 {
+    DEFAULT_DPI
+}
+
+impl Default for EngineSpec {
+    fn default() -> Self {
+        Self {
+            kind: EngineKind::default(),
+            languages: default_languages(),
+            page_seg_mode: DEFAULT_PAGE_SEG_MODE,
+            dpi: DEFAULT_DPI,
+        }
+    }
+}
+
+impl EngineSpec {
+    /// The language string Tesseract takes (`eng+deu`).
+    pub fn language_string(&self) -> String {
+        self.languages.join("+")
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EngineKind {
+    #[default]
+    Tesseract,
+}
+
+/// Where results go. `results.jsonl` (one line per file) is always written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Output folder; default `skep-output/<job name>` beside the YAML file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Extra outputs: `txt` (one `<file>.txt` per input, mirroring the
+    /// source tree) and `report` (`report.json` with the aggregate).
+    #[serde(default = "default_formats")]
+    pub formats: Vec<OutputFormat>,
+}
+
+fn default_formats() -> Vec<OutputFormat> {
+    vec![OutputFormat::Txt, OutputFormat::Report]
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        Self {
+            path: None,
+            formats: default_formats(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OutputFormat {
+    Txt,
+    Report,
+}
+
+/// How many workers the job asks for. The controller wants
+/// `ceil(remaining files / filesPerWorker)` replicas, clamped to
+/// `[minReplicas, maxReplicas]`, summed with the other jobs on the same pool
+/// and capped by the pool's capacity; when no work is left it scales the pool
+/// to `scaleBackTo`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScalingSpec {
+    /// Worker pool (swarm service `skep-worker-<pool>`).
+    #[serde(default = "default_pool")]
+    pub pool: String,
+    #[serde(default = "default_files_per_worker")]
+    pub files_per_worker: u32,
+    #[serde(default = "default_min_replicas")]
+    pub min_replicas: u32,
+    #[serde(default = "default_max_replicas")]
+    pub max_replicas: u32,
+    #[serde(default)]
+    pub scale_back_to: u32,
+}
+
+fn default_pool() -> String {
+    DEFAULT_POOL.to_owned()
+}
+fn default_files_per_worker() -> u32 {
+    DEFAULT_FILES_PER_WORKER
+}
+fn default_min_replicas() -> u32 {
+    DEFAULT_MIN_REPLICAS
+}
+fn default_max_replicas() -> u32 {
+    DEFAULT_MAX_REPLICAS
+}
+
+impl Default for ScalingSpec {
+    fn default() -> Self {
+        Self {
+            pool: default_pool(),
+            files_per_worker: DEFAULT_FILES_PER_WORKER,
+            min_replicas: DEFAULT_MIN_REPLICAS,
+            max_replicas: DEFAULT_MAX_REPLICAS,
+            scale_back_to: 0,
+        }
+    }
+}
+
+/// A tenant's service plan; it weights the job's share of shared workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Plan {
+    Free,
+    #[default]
+    Standard,
+    Premium,
+}
+
+impl Plan {
+    /// Relative share of workers when jobs compete.
+    pub fn weight(self) -> u32 {
+        match self {
+            Plan::Free => 1,
+            Plan::Standard => 2,
+            Plan::Premium => 4,
+        }
+    }
+}
+
+/// When failed files fail the whole job. With neither field set a job whose
+/// files all ran ends `Succeeded`, with a `FilesFailed` condition when some
+/// files failed. Once a limit is exceeded the job stops dispatching and ends
+/// `Failed` with reason `TooManyFailures`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailurePolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed_files: Option<u64>,
+    /// Fraction of all files, 0.0-1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed_ratio: Option<f64>,
+}
+
+/// What the controller observed and did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkJobStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub files: FileCounts,
+    #[serde(default)]
+    pub replicas: ReplicaStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes_used: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<JobReport>,
+}
+
+impl BulkJobStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.condition(type_).is_some_and(|c| c.status == ConditionStatus::True)
+    }
+
+    /// Sets a condition; `lastTransitionTime` only moves when the status
+    /// flips, as in Kubernetes.
+    pub fn set_condition(
+        &mut self,
+        type_: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: impl Into<String>,
+        now: DateTime<Utc>,
+    ) {
+        let message = message.into();
+        if let Some(c) = self.conditions.iter_mut().find(|c| c.type_ == type_) {
+            if c.status != status {
+                c.last_transition_time = now;
+            }
+            c.status = status;
+            c.reason = reason.to_owned();
+            c.message = message;
+        } else {
+            self.conditions.push(Condition {
+                type_: type_.to_owned(),
+                status,
+                reason: reason.to_owned(),
+                message,
+                last_transition_time: now,
+            });
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Accepted; the folder is not scanned yet.
+    #[default]
+    Pending,
+    /// Files are being dispatched and recognised.
+    Running,
+    /// `spec.suspend` is true.
+    Suspended,
+    /// Every file ran; some may have failed (see the `FilesFailed` condition).
+    Succeeded,
+    /// The job as a whole failed (deadline, failure policy, bad source).
+    Failed,
+}
+
+impl Phase {
+    pub fn is_finished(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Suspended => "Suspended",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Condition types the controller sets.
+pub mod condition {
+    /// The source folder was scanned and every file has a task.
+    pub const SCANNED: &str = "Scanned";
+    /// Files are moving.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Every file has a final result.
+    pub const COMPLETE: &str = "Complete";
+    /// At least one file failed for good.
+    pub const FILES_FAILED: &str = "FilesFailed";
+    /// The job as a whole failed.
+    pub const FAILED: &str = "Failed";
+    pub const SUSPENDED: &str = "Suspended";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    pub last_transition_time: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// File counts; `pending + dispatched + succeeded + failed == total`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileCounts {
+    pub total: u64,
+    pub pending: u64,
+    pub dispatched: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+impl FileCounts {
+    pub fn finished(&self) -> u64 {
+        self.succeeded + self.failed
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.total.saturating_sub(self.finished())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// What this job asks of its pool.
+    pub desired: u32,
+    /// Workers running in the pool (shared with other jobs on it).
+    pub running: u32,
+}
+
+/// The aggregate written to `report.json` and kept in the status.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobReport {
+    pub files: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub pages: u64,
+    pub words: u64,
+    /// Mean Tesseract confidence (0-100) over succeeded pages.
+    pub mean_confidence: f64,
+    /// Failed files by reason (`corrupt`, `empty`, `timeout`, ...).
+    pub failures_by_reason: BTreeMap<String, u64>,
+    pub wall_seconds: f64,
+    /// Sum of per-file OCR time over all workers.
+    pub ocr_seconds: f64,
+    pub files_per_second: f64,
+    pub pages_per_second: f64,
+}

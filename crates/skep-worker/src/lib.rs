@@ -1,0 +1,35 @@
+//! The skep worker: reads image files with Tesseract (through leptess) and
+//! answers task messages with result messages.
+//!
+//! - [`Engine`] wraps one Tesseract instance and reads a file (all pages of
+//!   a multi-page TIFF) into text, confidence and word counts, or a
+//!   [`OcrError`] with a closed [`skep_api::FailureReason`].
+//! - [`OcrSlot`] runs an engine on a thread of its own with a per-file time
+//!   limit.
+//! - [`worker::run`] is the queue loop the `skep-worker` binary and the
+//!   local runtime of `skep run` both use.
+
+mod engine;
+mod format;
+mod omp;
+mod slot;
+pub mod worker;
+
+pub use engine::{DEFAULT_MAX_FILE_BYTES, Engine, EngineConfig, OcrError, Recognized};
+pub use format::{EXTENSIONS, ImageFormat, sniff};
+pub use omp::{OMP_ENV, ensure_single_threaded_tesseract};
+pub use slot::{MAX_ABANDONED, OcrSlot};
+pub use worker::{WorkerConfig, WorkerReport};
+
+/// The host name reported in results: `SKEP_NODE_NAME`, else the kernel's.
+pub fn node_name() -> String {
+    std::env::var("SKEP_NODE_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}

@@ -1,0 +1,306 @@
+//! The worker loop: take a task from the pool's topic, read the file,
+//! publish the result, then ack. The same loop runs in a `skep-worker`
+//! container and inside `skep run` (one per local replica).
+//!
+//! Guarantees:
+//! - a delivery is acked only after its result was published, so a worker
+//!   that dies at any point loses nothing (the queue hands the task out
+//!   again);
+//! - a delivery is touched while its file is being read, so a long file is
+//!   not handed to a second worker;
+//! - a task delivered more than `maxAttempts` times is answered with
+//!   `attemptsExceeded` without reading it again (a file that kills workers
+//!   cannot kill them for ever);
+//! - on shutdown the worker stops taking tasks, finishes those in flight
+//!   within the grace period and hands back the rest.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use skep_api::{
+    FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, WIRE_VERSION, WorkerRef, task_topic,
+};
+use skep_queue::{Delivery, SubscribeOptions, Subscription, TaskQueue};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::engine::{DEFAULT_MAX_FILE_BYTES, EngineConfig};
+use crate::slot::OcrSlot;
+
+/// Channel name the workers of a pool share.
+pub const WORKER_CHANNEL: &str = "workers";
+pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(25);
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Unique per worker process (or local replica).
+    pub id: String,
+    /// Host the worker runs on, reported in results (`status.nodesUsed`).
+    pub node: String,
+    pub pool: String,
+    /// Files read at once; one Tesseract thread each. Threads = cores is
+    /// right: more add memory (~55 MiB each) and no speed.
+    pub slots: usize,
+    /// A delivery not touched for this long is handed out again.
+    pub visibility_timeout: Duration,
+    pub max_file_bytes: u64,
+    /// How long in-flight files may run on after shutdown begins.
+    pub stop_grace: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(id: impl Into<String>, node: impl Into<String>, pool: impl Into<String>, slots: usize) -> Self {
+        Self {
+            id: id.into(),
+            node: node.into(),
+            pool: pool.into(),
+            slots: slots.max(1),
+            visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            stop_grace: DEFAULT_STOP_GRACE,
+        }
+    }
+}
+
+/// What one worker did, for its exit log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Deliveries handed back unfinished at shutdown.
+    pub handed_back: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct Ctx {
+    queue: Arc<dyn TaskQueue>,
+    cfg: WorkerConfig,
+    counters: Counters,
+    /// Cancelled when the worker must stop retrying a result publish.
+    hard_stop: CancellationToken,
+}
+
+/// Runs until `shutdown` is cancelled, then drains (see the module docs).
+pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: CancellationToken) -> WorkerReport {
+    let ctx = Arc::new(Ctx {
+        queue,
+        cfg,
+        counters: Counters::default(),
+        hard_stop: CancellationToken::new(),
+    });
+    let slots = ctx.cfg.slots;
+    let (free_tx, mut free_rx) = mpsc::channel::<OcrSlot>(slots);
+    for i in 0..slots {
+        let _ = free_tx.try_send(OcrSlot::new(format!("{}-{i}", ctx.cfg.id)));
+    }
+    let mut tasks = JoinSet::new();
+    let mut sub: Option<Box<dyn Subscription>> = None;
+    let mut backoff = Duration::from_millis(100);
+    info!(worker = %ctx.cfg.id, pool = %ctx.cfg.pool, slots, "worker started");
+
+    'outer: loop {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            s = free_rx.recv() => match s { Some(s) => s, None => break },
+        };
+        let delivery = loop {
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    warn!(error = %e, "a task of the worker ended abnormally");
+                }
+            }
+            let current = match sub.as_mut() {
+                Some(s) => s,
+                None => {
+                    let opts = SubscribeOptions::new(WORKER_CHANNEL, slots, ctx.cfg.visibility_timeout);
+                    match ctx.queue.subscribe(&task_topic(&ctx.cfg.pool), opts).await {
+                        Ok(s) => {
+                            backoff = Duration::from_millis(100);
+                            sub.insert(s)
+                        }
+                        Err(error) => {
+                            warn!(%error, retry_in = ?backoff, "cannot subscribe to the task queue");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break 'outer,
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                            continue;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'outer,
+                d = current.next() => match d {
+                    Some(d) => break d,
+                    None => {
+                        warn!("task subscription ended; subscribing again");
+                        sub = None;
+                    }
+                },
+            }
+        };
+        let ctx = ctx.clone();
+        let free_tx = free_tx.clone();
+        let span = info_span!("task", worker = %ctx.cfg.id, delivery = %delivery.id);
+        tasks.spawn(
+            async move {
+                let mut slot = slot;
+                process(&ctx, delivery, &mut slot).await;
+                let _ = free_tx.send(slot).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    // Stop receiving before draining, so nothing new arrives.
+    drop(sub);
+    let in_flight = tasks.len() as u64;
+    let grace = ctx.cfg.stop_grace;
+    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_ok();
+    let mut handed_back = 0;
+    if !drained {
+        handed_back = tasks.len() as u64;
+        warn!(handed_back, ?grace, "grace period over; handing unfinished tasks back");
+        ctx.hard_stop.cancel();
+        // NB: aborting drops each task's Delivery unsettled, which requeues it.
+        tasks.shutdown().await;
+    }
+    let report = WorkerReport {
+        succeeded: ctx.counters.succeeded.load(Ordering::Relaxed),
+        failed: ctx.counters.failed.load(Ordering::Relaxed),
+        handed_back,
+    };
+    info!(worker = %ctx.cfg.id, in_flight_at_stop = in_flight, ?report, "worker stopped");
+    report
+}
+
+async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
+    let task = match TaskMessage::decode(&delivery.body) {
+        Ok(t) => t,
+        Err(error) => {
+            // Nothing identifies the file, so no result can be sent; the
+            // controller re-dispatches it when its lease runs out.
+            warn!(%error, "dropping an unreadable task message");
+            let _ = delivery.ack().await;
+            return;
+        }
+    };
+    let started = Instant::now();
+    let outcome = if delivery.attempts > task.max_attempts {
+        Err(crate::OcrError::new(
+            FailureReason::AttemptsExceeded,
+            format!(
+                "delivered {} times without a result (maxAttempts {}): a worker died or timed out on it each time",
+                delivery.attempts, task.max_attempts
+            ),
+        ))
+    } else {
+        let config = EngineConfig {
+            languages: task.languages.join("+"),
+            page_seg_mode: task.page_seg_mode,
+            dpi: task.dpi,
+        };
+        let ocr = slot.recognize(
+            PathBuf::from(&task.path),
+            config,
+            ctx.cfg.max_file_bytes,
+            Duration::from_millis(task.timeout_ms.max(1)),
+        );
+        keep_alive(&delivery, ctx.cfg.visibility_timeout, ocr).await
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let outcome = match outcome {
+        Ok(r) => {
+            ctx.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            debug!(job = %task.job, index = task.index, pages = r.pages, duration_ms, "file read");
+            Outcome::Succeeded {
+                text: r.text,
+                confidence: r.confidence,
+                pages: r.pages,
+                words: r.words,
+            }
+        }
+        Err(e) => {
+            ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
+            debug!(job = %task.job, index = task.index, reason = %e.reason, error = %e.message, "file failed");
+            Outcome::Failed {
+                reason: e.reason,
+                error: e.message,
+            }
+        }
+    };
+    let result = ResultMessage {
+        v: WIRE_VERSION,
+        job: task.job,
+        job_uid: task.job_uid,
+        index: task.index,
+        attempt: task.attempt,
+        outcome,
+        duration_ms,
+        worker: WorkerRef {
+            id: ctx.cfg.id.clone(),
+            node: ctx.cfg.node.clone(),
+        },
+    };
+    let body = Bytes::from(result.encode());
+    let published = keep_alive(&delivery, ctx.cfg.visibility_timeout, publish_result(ctx, body)).await;
+    if published {
+        if let Err(error) = delivery.ack().await {
+            // The result is out; a redelivery only produces a duplicate,
+            // which the controller ignores.
+            warn!(%error, "ack failed after the result was published");
+        }
+    } else {
+        let _ = delivery.requeue(Duration::ZERO).await;
+    }
+}
+
+/// Publishes a result, retrying until it is accepted or the worker is
+/// stopped hard. Returns whether it was published.
+async fn publish_result(ctx: &Ctx, body: Bytes) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match ctx.queue.publish(RESULTS_TOPIC, vec![body.clone()]).await {
+            Ok(()) => return true,
+            Err(error) => {
+                warn!(%error, retry_in = ?backoff, "publishing a result failed");
+                tokio::select! {
+                    _ = ctx.hard_stop.cancelled() => return false,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Runs `work`, touching the delivery every third of its visibility timeout.
+async fn keep_alive<T>(delivery: &Delivery, visibility: Duration, work: impl Future<Output = T>) -> T {
+    let every = (visibility / 3).max(Duration::from_millis(100));
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tokio::time::sleep(every) => {
+                if let Err(error) = delivery.touch().await {
+                    warn!(%error, "touch failed");
+                }
+            }
+        }
+    }
+}

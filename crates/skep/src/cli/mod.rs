@@ -1,0 +1,336 @@
+//! The `skep` command line: kubectl-like verbs over the store, `skep run`
+//! for the whole system in one process, and `skep controller`.
+
+mod load;
+mod print;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use skep_api::Phase;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Deleted, Store, StoreError, StoreUrl};
+
+pub use load::{LoadError, load_job_file};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The job failed, or a command failed.
+    pub const FAILED: u8 = 1;
+    /// Bad input: unreadable YAML, a schema violation, bad flags.
+    pub const INVALID: u8 = 2;
+    /// Interrupted (Ctrl-C / SIGTERM).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skep",
+    version,
+    about = "Bulk OCR jobs, declared as BulkJob documents and reconciled onto workers",
+    long_about = "skep runs bulk OCR jobs. A BulkJob document names a folder of scanned images; \
+                  a reconciling controller scans it, scales workers to the file count, feeds them \
+                  one task per file and writes every file's text and a report.\n\n\
+                  `skep run -f job.yaml` does all of it in one process on one machine."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Where jobs and results are kept: sqlite:PATH (default: skep.db in the
+    /// user's data folder).
+    #[arg(long, global = true, env = "SKEP_STORE")]
+    pub store: Option<String>,
+    /// Log filter (error, warn, info, debug, or a tracing directive).
+    #[arg(long, global = true, env = "SKEP_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a job to the end in this process: store, controller and local
+    /// workers (one per core). Exit code 0 when the job succeeded.
+    Run(RunArgs),
+    /// Create or update a job in the store.
+    Apply {
+        /// The BulkJob YAML or JSON file (`-` for stdin).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// List jobs, or show one.
+    Get {
+        name: Option<String>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Show a job in detail: status, conditions, report.
+    Describe { name: String },
+    /// Delete a job. A controller cleans up first (scales back, purges tasks).
+    Delete {
+        name: String,
+        /// Remove it now, without waiting for a controller's cleanup.
+        #[arg(long)]
+        force: bool,
+        /// Wait until it is gone.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Wait until a job finishes; exit code 0 when it succeeded.
+    Wait {
+        name: String,
+        /// Give up after this many seconds (exit code 1).
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Run the controller on the embedded backends (in-process queue, local
+    /// workers) until interrupted; `skep apply` jobs to it.
+    Controller(ControllerArgs),
+    /// Print the BulkJob JSON Schema (crds/bulkjob.schema.json).
+    Crd,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The BulkJob YAML or JSON file (`-` for stdin).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Print the final job: `table` (a summary), `yaml` or `json`.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: OutputFormat,
+    /// Local worker replicas at most (default: one per core).
+    #[arg(long, env = "SKEP_WORKERS")]
+    pub workers: Option<u32>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Local worker replicas at most (default: one per core).
+    #[arg(long, env = "SKEP_WORKERS")]
+    pub workers: Option<u32>,
+    /// Seconds between full resyncs.
+    #[arg(long, env = "SKEP_RESYNC_SECONDS", default_value_t = crate::controller::DEFAULT_RESYNC.as_secs())]
+    pub resync_seconds: u64,
+    /// Seconds a pool waits after a change before it scales down.
+    #[arg(long, env = "SKEP_SCALE_DOWN_COOLDOWN_SECONDS", default_value_t = crate::controller::DEFAULT_SCALE_DOWN_COOLDOWN.as_secs())]
+    pub scale_down_cooldown_seconds: u64,
+}
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::FAILED,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::INVALID,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        CliError::failed(e.to_string())
+    }
+}
+
+impl From<crate::controller::Error> for CliError {
+    fn from(e: crate::controller::Error) -> Self {
+        CliError::failed(e.to_string())
+    }
+}
+
+pub type CliResult = Result<u8, CliError>;
+
+/// The default store file: `skep.db` in the user's data folder.
+pub fn default_store_path() -> PathBuf {
+    directories::ProjectDirs::from("dev", "skep", "skep")
+        .map(|d| d.data_dir().join("skep.db"))
+        .unwrap_or_else(|| PathBuf::from("skep.db"))
+}
+
+fn store_url(global: &GlobalArgs) -> Result<StoreUrl, CliError> {
+    match &global.store {
+        Some(s) => StoreUrl::parse(s).map_err(|e| CliError::invalid(format!("--store: {e}"))),
+        None => Ok(StoreUrl::Sqlite(default_store_path())),
+    }
+}
+
+async fn open_store(global: &GlobalArgs) -> Result<Arc<dyn Store>, CliError> {
+    let url = store_url(global)?;
+    url.open()
+        .await
+        .map_err(|e| CliError::failed(format!("cannot open the store {url}: {e}")))
+}
+
+/// Runs a parsed command line; the caller maps the result to an exit code.
+pub async fn execute(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Crd => {
+            print!("{}", skep_api::schema_pretty());
+            Ok(exit::OK)
+        }
+        Command::Run(args) => run::run(&cli.global, args).await,
+        Command::Apply { file, output } => {
+            let job = load_job_file(&file).map_err(|e| CliError::invalid(e.to_string()))?;
+            let store = open_store(&cli.global).await?;
+            let applied = store.apply_job(job).await?;
+            match output {
+                OutputFormat::Table => {
+                    let verb = match (applied.created, applied.spec_changed) {
+                        (true, _) => "created",
+                        (false, true) => "configured",
+                        (false, false) => "unchanged",
+                    };
+                    println!("bulkjob.skep.dev/{} {verb}", applied.job.name());
+                }
+                f => print::job(&applied.job, f)?,
+            }
+            Ok(exit::OK)
+        }
+        Command::Get { name, output } => {
+            let store = open_store(&cli.global).await?;
+            let jobs = match name {
+                Some(n) => vec![store.get_job(&n).await?.ok_or(StoreError::NotFound(n))?],
+                None => store.list_jobs().await?,
+            };
+            print::jobs(&jobs, output)?;
+            Ok(exit::OK)
+        }
+        Command::Describe { name } => {
+            let store = open_store(&cli.global).await?;
+            let job = store.get_job(&name).await?.ok_or(StoreError::NotFound(name))?;
+            print::describe(&job);
+            Ok(exit::OK)
+        }
+        Command::Delete { name, force, wait } => {
+            let store = open_store(&cli.global).await?;
+            if force {
+                store.force_delete(&name).await?;
+                println!("bulkjob.skep.dev/{name} deleted (forced: no cleanup ran)");
+                return Ok(exit::OK);
+            }
+            match store.request_delete(&name).await? {
+                Deleted::Removed => println!("bulkjob.skep.dev/{name} deleted"),
+                Deleted::Marked if wait => {
+                    eprintln!("bulkjob.skep.dev/{name} marked for deletion; waiting for the controller's cleanup");
+                    while store.get_job(&name).await?.is_some() {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    println!("bulkjob.skep.dev/{name} deleted");
+                }
+                Deleted::Marked => println!(
+                    "bulkjob.skep.dev/{name} marked for deletion; a running controller cleans it up \
+                     (--force removes it now)"
+                ),
+            }
+            Ok(exit::OK)
+        }
+        Command::Wait { name, timeout } => {
+            let store = open_store(&cli.global).await?;
+            let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+            loop {
+                let job = store.get_job(&name).await?.ok_or(StoreError::NotFound(name.clone()))?;
+                let phase = job.status().phase;
+                if phase.is_finished() {
+                    println!("bulkjob.skep.dev/{name} {phase}");
+                    return Ok(if phase == Phase::Succeeded {
+                        exit::OK
+                    } else {
+                        exit::FAILED
+                    });
+                }
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    return Err(CliError::failed(format!(
+                        "timed out waiting for {name} (phase {phase})"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        Command::Controller(args) => run::controller(&cli.global, args).await,
+    }
+}
+
+/// Cancelled on the first Ctrl-C or SIGTERM; a second one exits at once.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for n in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            }
+            if n == 0 {
+                eprintln!("stopping: finishing files in flight (again to stop at once)");
+                t.cancel();
+            } else {
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
+    });
+    token
+}
+
+/// The binary's whole `main`, after argument parsing.
+pub fn main_with(cli: Cli) -> ExitCode {
+    let default_level = match cli.command {
+        Command::Controller(_) => "info",
+        _ => "warn",
+    };
+    let filter = cli.global.log.clone().unwrap_or_else(|| default_level.to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match rt.block_on(execute(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `skep run` and `skep controller` on the embedded backends: SQLite store,
+//! in-process queue, local worker replicas.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use skep_api::{BulkJob, Phase};
+use skep_queue::{MemoryQueue, TaskQueue};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    CliError, CliResult, ControllerArgs, GlobalArgs, OutputFormat, RunArgs, exit, load_job_file, open_store, print,
+};
+use crate::controller::{Controller, ControllerConfig};
+use crate::runtime::{LocalRuntime, Runtime};
+use crate::store::{LeaseState, Store};
+
+/// How often `skep run` reads the job's status for its progress bar.
+const POLL: Duration = Duration::from_millis(250);
+/// Without a terminal, a progress line this often.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+fn lease_waiter(state: &LeaseState) {
+    let secs = (state.expires_ms - chrono::Utc::now().timestamp_millis()).max(0) as f64 / 1000.0;
+    eprintln!(
+        "waiting for the controller lease held by {} (expires in {secs:.0}s; another skep run or controller uses this store)",
+        state.holder
+    );
+}
+
+struct Embedded {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn TaskQueue>,
+    runtime: Arc<LocalRuntime>,
+}
+
+fn embedded(store: Arc<dyn Store>, workers: Option<u32>) -> Embedded {
+    let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
+    let runtime = Arc::new(LocalRuntime::new(queue.clone(), workers.unwrap_or_else(cores).max(1)));
+    Embedded { store, queue, runtime }
+}
+
+pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
+    let job = load_job_file(&args.file).map_err(|e| CliError::invalid(e.to_string()))?;
+    let store = open_store(global).await?;
+    let applied = store.apply_job(job).await?;
+    let name = applied.job.name().to_owned();
+    if applied.job.is_finished() {
+        if applied.spec_changed {
+            eprintln!(
+                "note: {name} already finished; a finished job is not run again when its spec changes \
+                 (skep delete {name}, then run it again)"
+            );
+        } else {
+            eprintln!("{name} already finished (skep delete {name} to run it again)");
+        }
+        return finish(&applied.job, args.output);
+    }
+
+    let shutdown = super::shutdown_on_signals();
+    let parts = embedded(store.clone(), args.workers);
+    let cfg = ControllerConfig {
+        running_requeue: Duration::from_secs(1),
+        resync: Duration::from_secs(10),
+        // NB: one process, one job: no other job to flap for.
+        scale_down_cooldown: Duration::ZERO,
+        ..ControllerConfig::default()
+    };
+    let runtime: Arc<dyn Runtime> = parts.runtime.clone();
+    let Some(controller) =
+        Controller::start(parts.store, parts.queue, runtime, cfg, shutdown.clone(), lease_waiter).await?
+    else {
+        return Ok(exit::INTERRUPTED);
+    };
+    let controller = tokio::spawn(controller.wait());
+
+    let outcome = watch_progress(store.as_ref(), &name, args.quiet, &shutdown, &controller).await;
+    shutdown.cancel();
+    let stopped = controller.await;
+    parts.runtime.shutdown().await;
+    let job = outcome?;
+    if let Ok(Err(e)) = stopped {
+        return Err(CliError::failed(format!("the controller stopped: {e}")));
+    }
+    match job {
+        Some(job) => finish(&job, args.output),
+        None => {
+            eprintln!("interrupted; run the same command again to resume {name}");
+            Ok(exit::INTERRUPTED)
+        }
+    }
+}
+
+fn finish(job: &BulkJob, output: OutputFormat) -> CliResult {
+    match output {
+        OutputFormat::Table => print::summary(job),
+        f => print::job(job, f)?,
+    }
+    Ok(if job.status().phase == Phase::Succeeded {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+/// Shows progress until the job finishes (`Some`), or until shutdown or
+/// the controller stops (`None`).
+async fn watch_progress(
+    store: &dyn Store,
+    name: &str,
+    quiet: bool,
+    shutdown: &CancellationToken,
+    controller: &tokio::task::JoinHandle<crate::controller::Result<()>>,
+) -> Result<Option<BulkJob>, CliError> {
+    let tty = std::io::stderr().is_terminal();
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if quiet || !tty {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:32}] {pos}/{len} files  {per_sec}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_owned());
+    bar.set_message("scanning");
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut last_log = tokio::time::Instant::now();
+    loop {
+        if shutdown.is_cancelled() || controller.is_finished() {
+            bar.abandon();
+            return Ok(None);
+        }
+        let Some(job) = store.get_job(name).await? else {
+            bar.abandon();
+            return Err(CliError::failed(format!("{name} was deleted while it ran")));
+        };
+        let s = job.status();
+        if s.files.total > 0 {
+            bar.set_length(s.files.total);
+            bar.set_position(s.files.finished());
+            bar.set_message(format!("{} failed, {} workers", s.files.failed, s.replicas.running));
+        }
+        if !quiet && !tty && last_log.elapsed() >= LOG_EVERY {
+            eprintln!(
+                "{name}: {} {}/{} files done, {} failed, {} workers",
+                s.phase,
+                s.files.finished(),
+                s.files.total,
+                s.files.failed,
+                s.replicas.running
+            );
+            last_log = tokio::time::Instant::now();
+        }
+        if s.phase.is_finished() {
+            bar.finish_and_clear();
+            return Ok(Some(job));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult {
+    let store = open_store(global).await?;
+    let shutdown = super::shutdown_on_signals();
+    let parts = embedded(store, args.workers);
+    let cfg = ControllerConfig {
+        resync: Duration::from_secs(args.resync_seconds.max(1)),
+        scale_down_cooldown: Duration::from_secs(args.scale_down_cooldown_seconds),
+        default_output_root: std::env::current_dir().unwrap_or_default().join("skep-output"),
+        ..ControllerConfig::default()
+    };
+    let runtime: Arc<dyn Runtime> = parts.runtime.clone();
+    let Some(c) = Controller::start(parts.store, parts.queue, runtime, cfg, shutdown.clone(), lease_waiter).await?
+    else {
+        return Ok(exit::INTERRUPTED);
+    };
+    tracing::info!("controller running on the embedded backends; Ctrl-C to stop");
+    let res = c.wait().await;
+    parts.runtime.shutdown().await;
+    res?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,146 @@
+//! Windowed dispatch: a pool's queue holds about `replicas x slots x k`
+//! files at a time, shared among the pool's running jobs by weight, not
+//! whole jobs. Memory stays flat for million-file jobs, suspend and delete
+//! take effect within a window, and jobs share workers fairly.
+//!
+//! A task is leased in the store before it is published; if publishing
+//! fails the lease is undone. If the process dies between the two, the
+//! lease runs out and the task is dispatched again, so nothing is lost; a
+//! duplicate delivery only produces a duplicate result, which is ignored.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use chrono::Utc;
+use skep_api::{BulkJob, FileCounts, Phase, TaskMessage, WIRE_VERSION, task_topic};
+use tracing::debug;
+
+use super::{Context, Result};
+use crate::store::LeaseRequest;
+
+/// Most tasks published in one reconcile of one job.
+pub const MAX_BATCH: u64 = 2_000;
+
+/// The weight of a job in its pool: its plan's weight, doubled for each
+/// step of priority above 0 (halved below), times the replicas it asks for.
+pub fn weight(job: &BulkJob) -> f64 {
+    let prio = job.spec.priority.clamp(-8, 8);
+    f64::from(job.spec.plan.weight()) * 2f64.powi(prio) * f64::from(job.status().replicas.desired.max(1))
+}
+
+/// This job's share of the pool's window; at least 1.
+pub fn window(pool_window: u64, my_weight: f64, total_weight: f64) -> u64 {
+    if total_weight <= 0.0 {
+        return pool_window.max(1);
+    }
+    ((pool_window as f64 * my_weight / total_weight).ceil() as u64).max(1)
+}
+
+/// How long a dispatch stays leased before the task is sent again: the
+/// worst case wait in a window plus the file's own time, plus slack.
+pub fn lease_ms(job: &BulkJob, window_factor: u32) -> i64 {
+    let per_file = job.spec.file_timeout_seconds as i64 * 1000;
+    per_file * (i64::from(window_factor) + 2) + 60_000
+}
+
+/// Leases and publishes up to this job's window; returns how many went out.
+pub async fn dispatch(
+    ctx: &Context,
+    job: &BulkJob,
+    counts: &FileCounts,
+    running: u32,
+    pool_jobs: &[BulkJob],
+) -> Result<u64> {
+    let slots = u64::from(ctx.runtime.slots_per_replica().max(1));
+    let pool_window = u64::from(running.max(1)) * slots * u64::from(ctx.cfg.window_factor.max(1));
+    let competing = pool_jobs
+        .iter()
+        .filter(|j| j.uid() != job.uid() && j.status().phase == Phase::Running && !j.spec.suspend && !j.is_deleting());
+    let mine = weight(job);
+    let total = mine + competing.map(weight).sum::<f64>();
+    let window = window(pool_window, mine, total);
+    if counts.dispatched >= window {
+        return Ok(0);
+    }
+    let want = (window - counts.dispatched).min(MAX_BATCH);
+    let leased = ctx
+        .store_call(ctx.store.lease_tasks(LeaseRequest {
+            job_uid: job.uid().to_owned(),
+            limit: want as usize,
+            now_ms: Utc::now().timestamp_millis(),
+            lease_ms: lease_ms(job, ctx.cfg.window_factor),
+            max_attempts: job.spec.max_attempts,
+        }))
+        .await?;
+    if leased.tasks.is_empty() {
+        return Ok(0);
+    }
+    let root = Path::new(&job.spec.source.path);
+    let timeout_ms = job.spec.file_timeout_seconds * 1000;
+    let messages: Vec<Bytes> = leased
+        .tasks
+        .iter()
+        .map(|t| {
+            Bytes::from(
+                TaskMessage {
+                    v: WIRE_VERSION,
+                    job: job.name().to_owned(),
+                    job_uid: job.uid().to_owned(),
+                    index: t.index,
+                    path: root.join(&t.path).to_string_lossy().into_owned(),
+                    attempt: t.attempts,
+                    max_attempts: job.spec.max_attempts,
+                    timeout_ms,
+                    languages: job.spec.engine.languages.clone(),
+                    page_seg_mode: job.spec.engine.page_seg_mode,
+                    dpi: job.spec.engine.dpi,
+                }
+                .encode(),
+            )
+        })
+        .collect();
+    let n = messages.len() as u64;
+    if let Err(e) = ctx
+        .queue_call(ctx.queue.publish(&task_topic(&job.spec.scaling.pool), messages))
+        .await
+    {
+        let indexes: Vec<u64> = leased.tasks.iter().map(|t| t.index).collect();
+        ctx.store_call(ctx.store.unlease_tasks(job.uid(), &indexes)).await?;
+        return Err(e);
+    }
+    debug!(job = job.name(), n, window, "dispatched");
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skep_api::{BulkJobSpec, Plan};
+
+    #[test]
+    fn window_shares_by_weight() {
+        assert_eq!(window(8, 1.0, 1.0), 8, "alone: the whole window");
+        assert_eq!(window(8, 1.0, 2.0), 4);
+        assert_eq!(window(8, 1.0, 100.0), 1, "never starved");
+        assert_eq!(window(8, 1.0, 0.0), 8);
+    }
+
+    #[test]
+    fn plan_and_priority_weigh_in() {
+        let mut free = BulkJob::new("a", BulkJobSpec::for_path("/x"));
+        free.spec.plan = Plan::Free;
+        let mut premium = free.clone();
+        premium.spec.plan = Plan::Premium;
+        assert_eq!(weight(&premium) / weight(&free), 4.0);
+        let mut urgent = free.clone();
+        urgent.spec.priority = 2;
+        assert_eq!(weight(&urgent) / weight(&free), 4.0);
+    }
+
+    #[test]
+    fn lease_covers_a_window_of_waiting() {
+        let mut j = BulkJob::new("a", BulkJobSpec::for_path("/x"));
+        j.spec.file_timeout_seconds = 10;
+        assert_eq!(lease_ms(&j, 2), 10_000 * 4 + 60_000);
+    }
+}

@@ -1,0 +1,288 @@
+//! Result ingest: results from every worker arrive on one topic; each batch
+//! is written to the store in one transaction, then acked, then the jobs it
+//! touched are reconciled. A crash between write and ack only redelivers
+//! results that are already stored, and a duplicate result changes nothing
+//! (results are keyed by job uid and file index).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use skep_api::{Outcome, RESULTS_TOPIC, ResultMessage};
+use skep_queue::{Delivery, SubscribeOptions, Subscription};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::backoff::delay_for;
+use super::{Context, Key, Result};
+use crate::store::{FileResult, TaskUpdate, Transition};
+
+/// Results written per store transaction at most.
+pub const INGEST_BATCH: usize = 512;
+/// How long a batch waits to fill once its first result is in.
+const BATCH_LINGER: Duration = Duration::from_millis(10);
+const CHANNEL: &str = "controller";
+
+#[derive(Clone, Debug)]
+struct JobInfo {
+    name: String,
+    max_attempts: u32,
+}
+
+/// Job uid -> what ingest needs of the job; refreshed from the store on a
+/// miss.
+#[derive(Default)]
+pub struct JobIndex(Mutex<HashMap<String, JobInfo>>);
+
+impl JobIndex {
+    fn get(&self, uid: &str) -> Option<JobInfo> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(uid).cloned()
+    }
+
+    async fn refresh(&self, ctx: &Context) -> Result<()> {
+        let jobs = ctx.store_call(ctx.store.list_jobs()).await?;
+        let map = jobs
+            .into_iter()
+            .map(|j| {
+                (
+                    j.uid().to_owned(),
+                    JobInfo {
+                        name: j.metadata.name.clone(),
+                        max_attempts: j.spec.max_attempts,
+                    },
+                )
+            })
+            .collect();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = map;
+        Ok(())
+    }
+}
+
+/// The store change one result asks for.
+pub fn transition(result: &ResultMessage, max_attempts: u32, retry_base: Duration, now_ms: i64) -> Transition {
+    let mut stored = FileResult {
+        duration_ms: result.duration_ms,
+        worker: Some(result.worker.id.clone()),
+        node: Some(result.worker.node.clone()),
+        finished_ms: now_ms,
+        ..FileResult::default()
+    };
+    match &result.outcome {
+        Outcome::Succeeded {
+            text,
+            confidence,
+            pages,
+            words,
+        } => {
+            stored.text = Some(text.clone());
+            stored.confidence = Some(*confidence);
+            stored.pages = *pages;
+            stored.words = *words;
+            Transition::Succeed { result: stored }
+        }
+        Outcome::Failed { reason, error } => {
+            stored.reason = Some(*reason);
+            stored.error = Some(error.clone());
+            if reason.is_retryable() && result.attempt < max_attempts {
+                let wait = delay_for(retry_base, Duration::from_secs(300), result.attempt.saturating_sub(1));
+                Transition::Retry {
+                    attempt: result.attempt,
+                    not_before_ms: now_ms + wait.as_millis() as i64,
+                    result: stored,
+                }
+            } else {
+                Transition::Fail {
+                    attempt: result.attempt,
+                    result: stored,
+                }
+            }
+        }
+    }
+}
+
+/// Consumes results until `stop`.
+pub async fn run(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
+    let mut sub: Option<Box<dyn Subscription>> = None;
+    let mut failures = 0u32;
+    loop {
+        let s = match sub.as_mut() {
+            Some(s) => s,
+            None => {
+                let opts = SubscribeOptions::new(CHANNEL, INGEST_BATCH * 2, Duration::from_secs(60));
+                match ctx.queue_call(ctx.queue.subscribe(RESULTS_TOPIC, opts)).await {
+                    Ok(s) => sub.insert(s),
+                    Err(error) => {
+                        let wait = delay_for(Duration::from_millis(200), Duration::from_secs(10), failures);
+                        failures += 1;
+                        warn!(%error, retry_in = ?wait, "cannot subscribe to results");
+                        tokio::select! {
+                            _ = stop.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(wait) => continue,
+                        }
+                    }
+                }
+            }
+        };
+        let first = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            d = s.next() => d,
+        };
+        let Some(first) = first else {
+            warn!("results subscription ended; subscribing again");
+            sub = None;
+            continue;
+        };
+        let mut batch = vec![first];
+        let until = Instant::now() + BATCH_LINGER;
+        while batch.len() < INGEST_BATCH {
+            match tokio::time::timeout_at(until, s.next()).await {
+                Ok(Some(d)) => batch.push(d),
+                _ => break,
+            }
+        }
+        match ingest(&ctx, batch).await {
+            Ok(()) => failures = 0,
+            Err(error) => {
+                // The deliveries were dropped unsettled, so they come back.
+                let wait = delay_for(Duration::from_millis(200), Duration::from_secs(10), failures);
+                failures += 1;
+                warn!(%error, retry_in = ?wait, "ingesting results failed");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
+    let now_ms = Utc::now().timestamp_millis();
+    let mut updates = Vec::with_capacity(deliveries.len());
+    let mut touched = BTreeSet::new();
+    let mut refreshed = false;
+    let mut settle_only = Vec::new();
+    let mut to_ack = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let result = match ResultMessage::decode(&d.body) {
+            Ok(r) => r,
+            Err(error) => {
+                warn!(%error, "dropping an unreadable result message");
+                settle_only.push(d);
+                continue;
+            }
+        };
+        let mut info = ctx.jobs_by_uid.get(&result.job_uid);
+        if info.is_none() && !refreshed {
+            ctx.jobs_by_uid.refresh(ctx).await?;
+            refreshed = true;
+            info = ctx.jobs_by_uid.get(&result.job_uid);
+        }
+        let Some(info) = info else {
+            debug!(job = %result.job, "result for a job that no longer exists");
+            settle_only.push(d);
+            continue;
+        };
+        updates.push(TaskUpdate {
+            job_uid: result.job_uid.clone(),
+            index: result.index,
+            transition: transition(&result, info.max_attempts, ctx.cfg.retry_base, now_ms),
+        });
+        touched.insert(info.name);
+        to_ack.push(d);
+    }
+    if !updates.is_empty() {
+        let applied = ctx.store_call(ctx.store.apply_updates(updates)).await?;
+        let ignored = applied.iter().filter(|a| !**a).count();
+        if ignored > 0 {
+            debug!(ignored, "duplicate or stale results ignored");
+        }
+    }
+    for d in to_ack.into_iter().chain(settle_only) {
+        if let Err(error) = d.ack().await {
+            warn!(%error, "acking a stored result failed (it will come back and be ignored)");
+        }
+    }
+    for name in touched {
+        ctx.trigger(Key::Job(name)).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skep_api::{FailureReason, WIRE_VERSION, WorkerRef};
+
+    fn result(outcome: Outcome, attempt: u32) -> ResultMessage {
+        ResultMessage {
+            v: WIRE_VERSION,
+            job: "j".into(),
+            job_uid: "u".into(),
+            index: 3,
+            attempt,
+            outcome,
+            duration_ms: 7,
+            worker: WorkerRef {
+                id: "w".into(),
+                node: "n".into(),
+            },
+        }
+    }
+
+    fn failed(reason: FailureReason) -> Outcome {
+        Outcome::Failed {
+            reason,
+            error: "x".into(),
+        }
+    }
+
+    #[test]
+    fn retryable_failures_retry_with_backoff_until_attempts_run_out() {
+        let base = Duration::from_secs(2);
+        match transition(&result(failed(FailureReason::Timeout), 1), 3, base, 1_000) {
+            Transition::Retry {
+                attempt, not_before_ms, ..
+            } => assert_eq!((attempt, not_before_ms), (1, 3_000)),
+            t => panic!("{t:?}"),
+        }
+        match transition(&result(failed(FailureReason::Timeout), 2), 3, base, 1_000) {
+            Transition::Retry { not_before_ms, .. } => assert_eq!(not_before_ms, 5_000, "doubles"),
+            t => panic!("{t:?}"),
+        }
+        assert!(matches!(
+            transition(&result(failed(FailureReason::Timeout), 3), 3, base, 0),
+            Transition::Fail { attempt: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn permanent_failures_fail_at_once() {
+        for r in [FailureReason::Corrupt, FailureReason::Empty, FailureReason::Unsupported] {
+            assert!(matches!(
+                transition(&result(failed(r), 1), 3, Duration::from_secs(1), 0),
+                Transition::Fail { attempt: 1, .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn success_keeps_the_text() {
+        let ok = Outcome::Succeeded {
+            text: "hello".into(),
+            confidence: 88.0,
+            pages: 2,
+            words: 1,
+        };
+        match transition(&result(ok, 1), 3, Duration::from_secs(1), 9) {
+            Transition::Succeed { result } => {
+                assert_eq!(result.text.as_deref(), Some("hello"));
+                assert_eq!((result.pages, result.finished_ms), (2, 9));
+                assert_eq!(result.node.as_deref(), Some("n"));
+            }
+            t => panic!("{t:?}"),
+        }
+    }
+}

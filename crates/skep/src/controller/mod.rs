@@ -1,0 +1,384 @@
+//! The reconciling controller, with kube-runtime's semantics built on tokio:
+//! store watch events, result arrivals and a periodic resync trigger a
+//! scheduler that runs `reconcile(key) -> Result<Action>` per job or pool,
+//! never twice at once for one key, with per-key exponential backoff on
+//! errors. Reconcile is level-triggered: it reads the store, the queue and
+//! the runtime and moves the world one step toward the spec, so running it
+//! twice, or again after a crash at any line, is safe.
+
+pub mod backoff;
+mod dispatch;
+mod finalizer;
+mod ingest;
+mod lease;
+pub mod output;
+mod reconcile;
+pub mod scaling;
+pub mod scan;
+pub mod scheduler;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use skep_queue::{QueueError, TaskQueue};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::runtime::{Runtime, RuntimeError};
+use crate::store::{Store, StoreError};
+use backoff::Backoff;
+use scheduler::Trigger;
+
+pub use lease::LEASE_NAME;
+
+/// Defaults, named so that flags and docs can refer to them.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(30);
+pub const DEFAULT_RUNNING_REQUEUE: Duration = Duration::from_secs(2);
+pub const DEFAULT_CONCURRENCY: usize = 4;
+pub const DEFAULT_WINDOW_FACTOR: u32 = 2;
+pub const DEFAULT_SCALE_DOWN_COOLDOWN: Duration = Duration::from_secs(30);
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(2);
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+/// Every call to the store, the queue or the runtime gives up after this.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Every job and pool is reconciled at least this often.
+    pub resync: Duration,
+    /// A running job is reconciled again after this, results or not.
+    pub running_requeue: Duration,
+    /// Keys reconciled at once.
+    pub concurrency: usize,
+    /// Dispatch keeps about `replicas x slots x window_factor` files of a
+    /// pool in its queue.
+    pub window_factor: u32,
+    /// A pool is not scaled down within this long of its last change.
+    pub scale_down_cooldown: Duration,
+    /// First wait before a retryable failed file is tried again (doubles).
+    pub retry_base: Duration,
+    pub lease_ttl: Duration,
+    /// Who this controller is, in the lease.
+    pub holder: String,
+    /// Output folder root for jobs that name none: `<root>/<job name>`.
+    pub default_output_root: PathBuf,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            resync: DEFAULT_RESYNC,
+            running_requeue: DEFAULT_RUNNING_REQUEUE,
+            concurrency: DEFAULT_CONCURRENCY,
+            window_factor: DEFAULT_WINDOW_FACTOR,
+            scale_down_cooldown: DEFAULT_SCALE_DOWN_COOLDOWN,
+            retry_base: DEFAULT_RETRY_BASE,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            holder: default_holder(),
+            default_output_root: PathBuf::from("skep-output"),
+        }
+    }
+}
+
+/// `host:pid:random`, unique per controller process.
+pub fn default_holder() -> String {
+    format!(
+        "{}:{}:{}",
+        skep_worker::node_name(),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// What is reconciled.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    Job(String),
+    Pool(String),
+}
+
+/// What reconcile wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Action {
+    requeue_after: Option<Duration>,
+}
+
+impl Action {
+    pub fn requeue(after: Duration) -> Self {
+        Self {
+            requeue_after: Some(after),
+        }
+    }
+
+    /// Run again on the next change (or the periodic resync).
+    pub fn await_change() -> Self {
+        Self { requeue_after: None }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Reading the source folder failed part-way.
+    #[error("scanning {path}: {message}")]
+    Scan { path: String, message: String },
+    #[error("writing outputs to {path}: {source}")]
+    Output {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost the controller lease to {0}")]
+    LeaseLost(String),
+    #[error("{0} call timed out after {CALL_TIMEOUT:?}")]
+    Timeout(&'static str),
+    #[error("a background task of the controller ended: {0}")]
+    TaskEnded(String),
+}
+
+impl Error {
+    /// A bounded label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Store(e) => e.metric_label(),
+            Error::Queue(e) => e.metric_label(),
+            Error::Runtime(e) => e.metric_label(),
+            Error::Scan { .. } => "scan",
+            Error::Output { .. } => "output",
+            Error::LeaseLost(_) => "lease_lost",
+            Error::Timeout(_) => "timeout",
+            Error::TaskEnded(_) => "task_ended",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn TaskQueue>,
+    pub runtime: Arc<dyn Runtime>,
+    pub cfg: ControllerConfig,
+    trigger: Trigger<Key>,
+    backoffs: Mutex<HashMap<Key, Backoff>>,
+    pool_changes: Mutex<HashMap<String, Instant>>,
+    jobs_by_uid: ingest::JobIndex,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Context {
+    async fn bounded<T, E>(what: &'static str, fut: impl Future<Output = Result<T, E>>) -> Result<T>
+    where
+        Error: From<E>,
+    {
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(Error::Timeout(what)),
+        }
+    }
+
+    pub(crate) async fn store_call<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T> {
+        Self::bounded("store", fut).await
+    }
+
+    pub(crate) async fn queue_call<T>(&self, fut: impl Future<Output = Result<T, QueueError>>) -> Result<T> {
+        Self::bounded("queue", fut).await
+    }
+
+    pub(crate) async fn runtime_call<T>(&self, fut: impl Future<Output = Result<T, RuntimeError>>) -> Result<T> {
+        Self::bounded("runtime", fut).await
+    }
+
+    pub(crate) async fn trigger(&self, key: Key) {
+        self.trigger.now(key).await;
+    }
+
+    fn since_pool_change(&self, pool: &str, now: Instant) -> Duration {
+        lock(&self.pool_changes)
+            .get(pool)
+            .map_or(Duration::MAX, |t| now.saturating_duration_since(*t))
+    }
+
+    fn note_pool_change(&self, pool: &str, now: Instant) {
+        lock(&self.pool_changes).insert(pool.to_owned(), now);
+    }
+
+    /// The error policy: back off exponentially per key.
+    fn error_policy(&self, key: &Key, error: &Error) -> Duration {
+        let mut map = lock(&self.backoffs);
+        let b = map
+            .entry(key.clone())
+            .or_insert_with(|| Backoff::new(Duration::from_millis(500), Duration::from_secs(300)));
+        let delay = b.next_delay();
+        warn!(?key, %error, kind = error.metric_label(), failures = b.failures(), retry_in = ?delay, "reconcile failed");
+        delay
+    }
+
+    fn reset_backoff(&self, key: &Key) {
+        lock(&self.backoffs).remove(key);
+    }
+}
+
+/// A running controller. Dropping it does not stop it; cancel the token
+/// given to [`Controller::start`] and await [`Controller::wait`].
+pub struct Controller {
+    tasks: JoinSet<Result<()>>,
+    stop: CancellationToken,
+    ctx: Arc<Context>,
+}
+
+impl Controller {
+    /// Takes the controller lease (waiting while another controller holds
+    /// it; `on_wait` hears about each wait), then starts reconciling.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn TaskQueue>,
+        runtime: Arc<dyn Runtime>,
+        cfg: ControllerConfig,
+        shutdown: CancellationToken,
+        on_wait: impl Fn(&crate::store::LeaseState),
+    ) -> Result<Option<Self>> {
+        if !lease::acquire(store.as_ref(), &cfg.holder, cfg.lease_ttl, &shutdown, on_wait).await? {
+            return Ok(None);
+        }
+        info!(holder = %cfg.holder, store = store.backend(), queue = queue.backend(), runtime = runtime.backend(), "controller lease taken");
+        if !queue.is_durable() {
+            let n = store.reset_dispatched().await?;
+            if n > 0 {
+                info!(
+                    tasks = n,
+                    "re-dispatching tasks that were in the non-durable queue of an earlier process"
+                );
+            }
+        }
+        let stop = shutdown.child_token();
+        let (trigger, sched) = scheduler::scheduler::<Key>(cfg.concurrency);
+        let ctx = Arc::new(Context {
+            store,
+            queue,
+            runtime,
+            cfg,
+            trigger,
+            backoffs: Mutex::new(HashMap::new()),
+            pool_changes: Mutex::new(HashMap::new()),
+            jobs_by_uid: ingest::JobIndex::default(),
+        });
+        let mut tasks = JoinSet::new();
+        tasks.spawn(lease::hold(ctx.clone(), stop.clone()).instrument(info_span!("lease")));
+        tasks.spawn(watch(ctx.clone(), stop.clone()).instrument(info_span!("watch")));
+        tasks.spawn(ingest::run(ctx.clone(), stop.clone()).instrument(info_span!("ingest")));
+        tasks.spawn(resync(ctx.clone(), stop.clone()).instrument(info_span!("resync")));
+        let work_ctx = ctx.clone();
+        let sched_stop = stop.clone();
+        tasks.spawn(
+            async move {
+                sched
+                    .run(
+                        move |key: Key| {
+                            let ctx = work_ctx.clone();
+                            let span = info_span!("reconcile", ?key);
+                            async move { run_one(&ctx, key).await }.instrument(span)
+                        },
+                        sched_stop,
+                    )
+                    .await;
+                Ok(())
+            }
+            .instrument(info_span!("scheduler")),
+        );
+        Ok(Some(Self { tasks, stop, ctx }))
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Runs until shutdown. A background task that ends early (lease lost,
+    /// a panic) stops the whole controller with its error.
+    pub async fn wait(mut self) -> Result<()> {
+        let mut first_error = None;
+        while let Some(done) = self.tasks.join_next().await {
+            let err = match done {
+                Ok(Ok(())) if self.stop.is_cancelled() => None,
+                Ok(Ok(())) => Some(Error::TaskEnded("a task returned before shutdown".into())),
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(Error::TaskEnded(e.to_string())),
+            };
+            if let Some(e) = err {
+                if first_error.is_none() {
+                    warn!(error = %e, "controller stopping");
+                    first_error = Some(e);
+                }
+                self.stop.cancel();
+            }
+        }
+        let _ = self.ctx.store.release_lease(LEASE_NAME, &self.ctx.cfg.holder).await;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+async fn run_one(ctx: &Context, key: Key) -> Option<Duration> {
+    let res = match &key {
+        Key::Job(name) => reconcile::reconcile_job(ctx, name).await,
+        Key::Pool(pool) => scaling::reconcile_pool(ctx, pool, false).await,
+    };
+    match res {
+        Ok(action) => {
+            ctx.reset_backoff(&key);
+            // NB: always a fallback requeue, as in kube-runtime.
+            Some(action.requeue_after.unwrap_or(ctx.cfg.resync))
+        }
+        Err(e) => Some(ctx.error_policy(&key, &e)),
+    }
+}
+
+async fn watch(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
+    use futures::StreamExt;
+    let mut events = ctx.store.watch();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            ev = events.next() => match ev {
+                Some(crate::store::WatchEvent::Changed(name)) => ctx.trigger(Key::Job(name)).await,
+                None => return Err(Error::TaskEnded("the store watch ended".into())),
+            }
+        }
+    }
+}
+
+/// Every `resync`, every job and pool is reconciled, whatever happened.
+async fn resync(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
+    loop {
+        match ctx.store_call(ctx.store.list_jobs()).await {
+            Ok(jobs) => {
+                let mut pools = std::collections::BTreeSet::new();
+                for j in jobs {
+                    pools.insert(j.spec.scaling.pool.clone());
+                    ctx.trigger(Key::Job(j.metadata.name)).await;
+                }
+                for p in pools {
+                    ctx.trigger(Key::Pool(p)).await;
+                }
+            }
+            Err(error) => warn!(%error, "resync could not list jobs"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(ctx.cfg.resync) => {}
+        }
+    }
+}

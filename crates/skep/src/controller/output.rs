@@ -1,0 +1,210 @@
+//! A finished job's output folder:
+//! - `results.jsonl`: one line per file in index order (always);
+//! - `text/<relative path>.txt`: the text of each succeeded file (`txt`);
+//! - `report.json`: the aggregate (`report`).
+//!
+//! Written from the store when the job finishes, each file to a temporary
+//! name and renamed, so a crash while writing leaves either the old file or
+//! the new one and writing again is safe.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use skep_api::{BulkJob, FileCounts, JobReport, OutputFormat};
+
+use super::{Context, Error, Result};
+use crate::store::{ResultSummary, TaskRecord};
+
+/// Tasks read from the store per page while writing.
+const PAGE: usize = 1_000;
+
+/// The job's output folder.
+pub fn output_dir(job: &BulkJob, default_root: &Path) -> PathBuf {
+    match &job.spec.output.path {
+        Some(p) => PathBuf::from(p),
+        None => default_root.join(job.name()),
+    }
+}
+
+/// One line of `results.jsonl`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultLine<'a> {
+    pub index: u64,
+    pub path: &'a str,
+    pub status: &'static str,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    pub pages: u32,
+    pub words: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<&'a str>,
+}
+
+impl<'a> ResultLine<'a> {
+    pub fn of(t: &'a TaskRecord) -> Self {
+        let r = t.result.as_ref();
+        Self {
+            index: t.index,
+            path: &t.path,
+            status: t.state.as_str(),
+            attempts: t.attempts,
+            text: r.and_then(|r| r.text.as_deref()),
+            confidence: r.and_then(|r| r.confidence),
+            pages: r.map_or(0, |r| r.pages),
+            words: r.map_or(0, |r| r.words),
+            reason: r.and_then(|r| r.reason).map(|x| x.as_str()),
+            error: r.and_then(|r| r.error.as_deref()),
+            duration_ms: r.map_or(0, |r| r.duration_ms),
+            worker: r.and_then(|r| r.worker.as_deref()),
+            node: r.and_then(|r| r.node.as_deref()),
+        }
+    }
+}
+
+/// The aggregate of a job.
+pub fn build_report(counts: &FileCounts, s: &ResultSummary, start: DateTime<Utc>, end: DateTime<Utc>) -> JobReport {
+    let wall = (end - start).num_milliseconds().max(0) as f64 / 1000.0;
+    let per_second = |n: u64| if wall > 0.0 { n as f64 / wall } else { 0.0 };
+    JobReport {
+        files: counts.total,
+        succeeded: counts.succeeded,
+        failed: counts.failed,
+        pages: s.pages,
+        words: s.words,
+        mean_confidence: if s.pages > 0 {
+            s.confidence_page_sum / s.pages as f64
+        } else {
+            0.0
+        },
+        failures_by_reason: s.failures_by_reason.clone(),
+        wall_seconds: wall,
+        ocr_seconds: s.ocr_ms as f64 / 1000.0,
+        files_per_second: per_second(counts.finished()),
+        pages_per_second: per_second(s.pages),
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Output {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// `rel` is a plain relative path (no `..`, not absolute).
+fn is_plain_relative(rel: &str) -> bool {
+    Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp-skep");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Writes every output of a finished job; safe to repeat.
+pub async fn write_outputs(ctx: &Context, job: &BulkJob, report: &JobReport) -> Result<PathBuf> {
+    let dir = output_dir(job, &ctx.cfg.default_output_root);
+    let want_txt = job.spec.output.formats.contains(&OutputFormat::Txt);
+    let want_report = job.spec.output.formats.contains(&OutputFormat::Report);
+    let results_path = dir.join("results.jsonl");
+    let tmp_path = dir.join("results.jsonl.tmp-skep");
+    {
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&d))
+            .await
+            .map_err(|e| Error::TaskEnded(e.to_string()))?
+            .map_err(io_err(&dir))?;
+    }
+    let file = std::fs::File::create(&tmp_path).map_err(io_err(&tmp_path))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut after = None;
+    loop {
+        let page = ctx.store_call(ctx.store.list_tasks(job.uid(), after, PAGE)).await?;
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|t| t.index);
+        let text_dir = dir.join("text");
+        out = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            for t in &page {
+                serde_json::to_writer(&mut out, &ResultLine::of(t))?;
+                out.write_all(b"\n")?;
+                if want_txt
+                    && is_plain_relative(&t.path)
+                    && let Some(text) = t.result.as_ref().and_then(|r| r.text.as_deref())
+                {
+                    let p = text_dir.join(format!("{}.txt", t.path));
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    write_atomically(&p, text.as_bytes())?;
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::TaskEnded(e.to_string()))?
+        .map_err(io_err(&dir))?;
+    }
+    out.flush().map_err(io_err(&tmp_path))?;
+    drop(out);
+    std::fs::rename(&tmp_path, &results_path).map_err(io_err(&results_path))?;
+    if want_report {
+        let p = dir.join("report.json");
+        let mut bytes = serde_json::to_vec_pretty(report).unwrap_or_default();
+        bytes.push(b'\n');
+        write_atomically(&p, &bytes).map_err(io_err(&p))?;
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_rates_and_confidence() {
+        let counts = FileCounts {
+            total: 10,
+            succeeded: 8,
+            failed: 2,
+            ..FileCounts::default()
+        };
+        let mut s = ResultSummary {
+            pages: 9,
+            words: 900,
+            confidence_page_sum: 9.0 * 91.5,
+            ocr_ms: 4500,
+            ..ResultSummary::default()
+        };
+        s.failures_by_reason.insert("corrupt".into(), 2);
+        let t0 = Utc::now();
+        let r = build_report(&counts, &s, t0, t0 + chrono::Duration::seconds(5));
+        assert_eq!(r.files_per_second, 2.0);
+        assert_eq!(r.pages_per_second, 1.8);
+        assert!((r.mean_confidence - 91.5).abs() < 1e-9);
+        assert_eq!(r.ocr_seconds, 4.5);
+        assert_eq!(r.failures_by_reason.get("corrupt"), Some(&2));
+    }
+
+    #[test]
+    fn only_plain_relative_paths_get_text_files() {
+        assert!(is_plain_relative("a/b.png"));
+        assert!(!is_plain_relative("../b.png"));
+        assert!(!is_plain_relative("/etc/passwd"));
+    }
+}

@@ -1,0 +1,221 @@
+//! Reconciling one job: one step from what the store says toward what the
+//! spec asks, safe to repeat and to interrupt anywhere.
+//!
+//! Pending -> (scan) -> Running -> (every file final) -> Succeeded, or
+//! -> Failed (deadline, failure policy, no source folder). Suspended while
+//! `spec.suspend`. A finished job is not restarted by a spec change: delete
+//! it and apply it again.
+
+use chrono::{DateTime, Utc};
+use skep_api::{BulkJob, BulkJobStatus, ConditionStatus, FileCounts, Phase, condition};
+use tracing::info;
+
+use super::{Action, Context, Key, Result, dispatch, finalizer, output, scaling, scan};
+
+pub async fn reconcile_job(ctx: &Context, name: &str) -> Result<Action> {
+    let Some(job) = ctx.store_call(ctx.store.get_job(name)).await? else {
+        return Ok(Action::await_change());
+    };
+    if job.is_deleting() {
+        return finalizer::cleanup(ctx, &job).await;
+    }
+    if !job.has_finalizer() {
+        ctx.store_call(ctx.store.add_finalizer(name, job.uid())).await?;
+    }
+    let before = job.status();
+    let mut status = before.clone();
+    let action = step(ctx, &job, &mut status, Utc::now()).await?;
+    status.observed_generation = Some(job.generation());
+    if status != before {
+        ctx.store_call(ctx.store.update_status(name, job.uid(), &status))
+            .await?;
+    }
+    if status.replicas.desired != before.replicas.desired || status.phase != before.phase {
+        ctx.trigger(Key::Pool(job.spec.scaling.pool.clone())).await;
+    }
+    if status.phase != before.phase {
+        info!(job = name, from = %before.phase, to = %status.phase, "phase");
+    }
+    Ok(action)
+}
+
+async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: DateTime<Utc>) -> Result<Action> {
+    let spec = &job.spec;
+    if status.phase.is_finished() {
+        status.replicas.desired = 0;
+        return ttl(ctx, job, status, now).await;
+    }
+    let started = *status.start_time.get_or_insert(now);
+    if let Some(limit) = spec.active_deadline_seconds
+        && (now - started).num_seconds() >= limit as i64
+    {
+        let msg = format!("the job ran longer than activeDeadlineSeconds ({limit})");
+        return finish(ctx, job, status, Phase::Failed, "DeadlineExceeded", msg, now).await;
+    }
+    if !status.is_true(condition::SCANNED) {
+        match scan::scan_job(ctx, job).await? {
+            Ok(total) => {
+                status.files.total = total;
+                let msg = format!("{total} files under {}", spec.source.path);
+                status.set_condition(condition::SCANNED, ConditionStatus::True, "Scanned", msg, now);
+                info!(job = job.name(), total, "scanned");
+            }
+            Err(problem) => {
+                status.set_condition(
+                    condition::SCANNED,
+                    ConditionStatus::False,
+                    "SourceNotFound",
+                    problem.0.clone(),
+                    now,
+                );
+                return finish(ctx, job, status, Phase::Failed, "SourceNotFound", problem.0, now).await;
+            }
+        }
+    }
+    let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
+    status.files = counts;
+    if let Some(msg) = failure_policy_exceeded(job, &counts) {
+        return finish(ctx, job, status, Phase::Failed, "TooManyFailures", msg, now).await;
+    }
+    if counts.remaining() == 0 {
+        let msg = format!("{} of {} files succeeded", counts.succeeded, counts.total);
+        return finish(ctx, job, status, Phase::Succeeded, "AllFilesDone", msg, now).await;
+    }
+    let pool_state = ctx.runtime_call(ctx.runtime.observe(&spec.scaling.pool)).await?;
+    status.replicas.running = pool_state.running;
+    merge_nodes(&mut status.nodes_used, &pool_state.nodes);
+    if spec.suspend {
+        status.phase = Phase::Suspended;
+        status.replicas.desired = 0;
+        status.set_condition(
+            condition::SUSPENDED,
+            ConditionStatus::True,
+            "Suspended",
+            "spec.suspend is true",
+            now,
+        );
+        return Ok(Action::await_change());
+    }
+    if status.condition(condition::SUSPENDED).is_some() {
+        status.set_condition(condition::SUSPENDED, ConditionStatus::False, "Resumed", "", now);
+    }
+    status.phase = Phase::Running;
+    status.replicas.desired = scaling::job_demand(counts.remaining(), &spec.scaling);
+    let pool_jobs: Vec<BulkJob> = ctx
+        .store_call(ctx.store.list_jobs())
+        .await?
+        .into_iter()
+        .filter(|j| j.spec.scaling.pool == spec.scaling.pool)
+        .collect();
+    let sent = dispatch::dispatch(ctx, job, &counts, pool_state.running, &pool_jobs).await?;
+    if sent > 0 {
+        status.files = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
+    }
+    let f = status.files;
+    let msg = format!("{} of {} files done, {} failed", f.finished(), f.total, f.failed);
+    status.set_condition(
+        condition::PROGRESSING,
+        ConditionStatus::True,
+        "FilesInProgress",
+        msg,
+        now,
+    );
+    Ok(Action::requeue(ctx.cfg.running_requeue))
+}
+
+/// A finished job with `ttlSecondsAfterFinished` is deleted that long after
+/// it finished.
+async fn ttl(ctx: &Context, job: &BulkJob, status: &BulkJobStatus, now: DateTime<Utc>) -> Result<Action> {
+    let (Some(ttl), Some(done)) = (job.spec.ttl_seconds_after_finished, status.completion_time) else {
+        return Ok(Action::await_change());
+    };
+    let expires = done + chrono::Duration::seconds(ttl as i64);
+    if now >= expires {
+        info!(job = job.name(), ttl, "ttl after finished passed; deleting");
+        ctx.store_call(ctx.store.request_delete(job.name())).await?;
+        return Ok(Action::await_change());
+    }
+    Ok(Action::requeue((expires - now).to_std().unwrap_or_default()))
+}
+
+fn failure_policy_exceeded(job: &BulkJob, c: &FileCounts) -> Option<String> {
+    let p = &job.spec.failure_policy;
+    if let Some(max) = p.max_failed_files
+        && c.failed > max
+    {
+        return Some(format!(
+            "{} files failed, more than failurePolicy.maxFailedFiles ({max})",
+            c.failed
+        ));
+    }
+    if let Some(ratio) = p.max_failed_ratio
+        && c.total > 0
+        && c.failed as f64 / c.total as f64 > ratio
+    {
+        return Some(format!(
+            "{} of {} files failed, more than failurePolicy.maxFailedRatio ({ratio})",
+            c.failed, c.total
+        ));
+    }
+    None
+}
+
+fn merge_nodes(into: &mut Vec<String>, nodes: &[String]) {
+    for n in nodes {
+        if !into.contains(n) {
+            into.push(n.clone());
+        }
+    }
+    into.sort();
+}
+
+/// Writes the outputs and the final status. Safe to repeat: the phase only
+/// changes once the outputs are written.
+async fn finish(
+    ctx: &Context,
+    job: &BulkJob,
+    status: &mut BulkJobStatus,
+    phase: Phase,
+    reason: &str,
+    message: String,
+    now: DateTime<Utc>,
+) -> Result<Action> {
+    let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
+    let summary = ctx.store_call(ctx.store.summarize(job.uid())).await?;
+    let start = status.start_time.unwrap_or(now);
+    let report = output::build_report(&counts, &summary, start, now);
+    let dir = output::write_outputs(ctx, job, &report).await?;
+    status.files = counts;
+    merge_nodes(&mut status.nodes_used, &summary.nodes);
+    status.report = Some(report);
+    status.phase = phase;
+    status.completion_time = Some(now);
+    // NB: a finished job uses no workers; the pool's own count is the
+    // runtime's business from here on.
+    status.replicas.desired = 0;
+    status.replicas.running = 0;
+    status.set_condition(
+        condition::PROGRESSING,
+        ConditionStatus::False,
+        reason,
+        message.clone(),
+        now,
+    );
+    if phase == Phase::Succeeded {
+        status.set_condition(condition::COMPLETE, ConditionStatus::True, reason, message, now);
+    } else {
+        status.set_condition(condition::FAILED, ConditionStatus::True, reason, message, now);
+    }
+    if counts.failed > 0 {
+        let by = summary
+            .failures_by_reason
+            .iter()
+            .map(|(r, n)| format!("{r}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let msg = format!("{} of {} files failed ({by})", counts.failed, counts.total);
+        status.set_condition(condition::FILES_FAILED, ConditionStatus::True, "FilesFailed", msg, now);
+    }
+    info!(job = job.name(), %phase, reason, output = %dir.display(), "job finished");
+    ttl(ctx, job, status, now).await
+}

@@ -1,0 +1,8 @@
+//! skep: a Kubernetes-style controller for Docker Swarm that runs bulk OCR
+//! jobs. This library holds everything but `main`: the store, the
+//! controller, the runtimes and the CLI commands.
+
+pub mod cli;
+pub mod controller;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,65 @@
+//! The `Runtime` seam: where worker replicas run. Docker Swarm in
+//! production (a service per pool); local worker tasks in this process for
+//! `skep run`. The controller scales both the same way.
+
+mod local;
+
+use async_trait::async_trait;
+
+pub use local::LocalRuntime;
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The orchestrator could not be reached or refused the call.
+    #[error("runtime unavailable: {0}")]
+    Unavailable(String),
+    /// Someone else changed the service between read and write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("pool {0:?} is not known to the runtime")]
+    UnknownPool(String),
+}
+
+impl RuntimeError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            RuntimeError::Unavailable(_) => "unavailable",
+            RuntimeError::Conflict(_) => "conflict",
+            RuntimeError::UnknownPool(_) => "unknown_pool",
+        }
+    }
+}
+
+/// How many replicas of a pool the runtime can usefully run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub replicas: u32,
+    /// Ready, active nodes the pool may use.
+    pub nodes: u32,
+}
+
+/// A pool as the runtime sees it now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolState {
+    /// Replicas asked for.
+    pub desired: u32,
+    /// Replicas running (a replica that was asked to stop counts until it
+    /// has stopped).
+    pub running: u32,
+    /// Nodes the running replicas are on.
+    pub nodes: Vec<String>,
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    /// Files one replica reads at once (its OCR slots).
+    fn slots_per_replica(&self) -> u32;
+    async fn capacity(&self, pool: &str) -> Result<Capacity>;
+    /// Converges the pool to `replicas`; creates the pool if the runtime
+    /// owns its definition.
+    async fn set_replicas(&self, pool: &str, replicas: u32) -> Result<()>;
+    async fn observe(&self, pool: &str) -> Result<PoolState>;
+}

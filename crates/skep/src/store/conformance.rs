@@ -1,0 +1,424 @@
+//! The conformance suite every `Store` backend must pass. Each case takes a
+//! fresh, empty store and panics with what broke. A backend's tests run one
+//! `#[tokio::test]` per case (see `tests/store_sqlite.rs`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use skep_api::{BulkJob, BulkJobSpec, BulkJobStatus, FailureReason, Phase};
+
+use super::{
+    Deleted, FileResult, LeaseRequest, NewTask, Store, StoreError, TaskState, TaskUpdate, Transition, WatchEvent,
+};
+
+fn job(name: &str) -> BulkJob {
+    BulkJob::new(name, BulkJobSpec::for_path("/data/in"))
+}
+
+fn tasks(n: u64) -> Vec<NewTask> {
+    (0..n)
+        .map(|i| NewTask {
+            index: i,
+            path: format!("f{i:05}.png"),
+        })
+        .collect()
+}
+
+fn lease(uid: &str, limit: usize, now_ms: i64) -> LeaseRequest {
+    LeaseRequest {
+        job_uid: uid.to_owned(),
+        limit,
+        now_ms,
+        lease_ms: 1_000,
+        max_attempts: 3,
+    }
+}
+
+fn ok_result(text: &str) -> FileResult {
+    FileResult {
+        text: Some(text.to_owned()),
+        confidence: Some(90.0),
+        pages: 1,
+        words: 2,
+        duration_ms: 10,
+        worker: Some("w1".into()),
+        node: Some("n1".into()),
+        finished_ms: 5,
+        ..FileResult::default()
+    }
+}
+
+fn failed_result(reason: FailureReason) -> FileResult {
+    FileResult {
+        reason: Some(reason),
+        error: Some(format!("{reason} happened")),
+        duration_ms: 3,
+        worker: Some("w1".into()),
+        node: Some("n2".into()),
+        finished_ms: 6,
+        ..FileResult::default()
+    }
+}
+
+/// Create, read, list; generation moves with the spec only.
+pub async fn crud_and_generation(s: &dyn Store) {
+    let created = s.apply_job(job("a")).await.expect("create");
+    assert!(created.created && created.spec_changed);
+    let uid = created.job.uid().to_owned();
+    assert!(!uid.is_empty(), "a uid is assigned");
+    assert_eq!(created.job.generation(), 1);
+    assert!(created.job.metadata.creation_timestamp.is_some());
+
+    let same = s.apply_job(job("a")).await.expect("re-apply");
+    assert!(!same.created && !same.spec_changed);
+    assert_eq!(same.job.generation(), 1, "same spec, same generation");
+    assert_eq!(same.job.uid(), uid);
+
+    let mut labelled = job("a");
+    labelled.metadata.labels.insert("team".into(), "x".into());
+    let applied = s.apply_job(labelled).await.expect("labels");
+    assert_eq!(applied.job.generation(), 1, "labels are not the spec");
+    assert_eq!(applied.job.metadata.labels.get("team").map(String::as_str), Some("x"));
+
+    let mut status = BulkJobStatus {
+        phase: Phase::Running,
+        ..BulkJobStatus::default()
+    };
+    status.files.total = 7;
+    s.update_status("a", &uid, &status).await.expect("status");
+    let got = s.get_job("a").await.expect("get").expect("exists");
+    assert_eq!(got.generation(), 1, "status writes do not bump the generation");
+    assert_eq!(got.status().files.total, 7);
+
+    let mut changed = job("a");
+    changed.spec.scaling.max_replicas = 3;
+    let applied = s.apply_job(changed).await.expect("spec change");
+    assert!(applied.spec_changed);
+    assert_eq!(applied.job.generation(), 2);
+    assert_eq!(applied.job.status().files.total, 7, "apply keeps the status");
+
+    let err = s
+        .update_status("a", "some-other-uid", &status)
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let err = s.update_status("nope", &uid, &status).await.expect_err("must fail");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+    s.apply_job(job("b")).await.expect("create b");
+    let names: Vec<String> = s
+        .list_jobs()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|j| j.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["a", "b"]);
+    assert!(s.get_job("c").await.expect("get").is_none());
+}
+
+async fn next_event(w: &mut futures::stream::BoxStream<'static, WatchEvent>) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("a watch event within 10 s")
+        .expect("the watch stream does not end")
+}
+
+/// Watch lists what exists, then reports applies, finalizer changes and
+/// deletion requests, and not status writes.
+pub async fn watch_delivers_every_change(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let mut w = s.watch();
+    assert_eq!(
+        next_event(&mut w).await,
+        WatchEvent::Changed("a".into()),
+        "initial list"
+    );
+
+    s.apply_job(job("b")).await.expect("create b");
+    assert_eq!(next_event(&mut w).await, WatchEvent::Changed("b".into()));
+
+    let mut changed = job("a");
+    changed.spec.priority = 5;
+    s.apply_job(changed).await.expect("update a");
+    assert_eq!(next_event(&mut w).await, WatchEvent::Changed("a".into()));
+
+    s.update_status("a", a.uid(), &BulkJobStatus::default())
+        .await
+        .expect("status");
+    s.add_finalizer("a", a.uid()).await.expect("finalizer");
+    assert_eq!(
+        next_event(&mut w).await,
+        WatchEvent::Changed("a".into()),
+        "the finalizer change, not the status write, comes next"
+    );
+    s.request_delete("a").await.expect("delete");
+    assert_eq!(next_event(&mut w).await, WatchEvent::Changed("a".into()));
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), w.next()).await;
+    assert!(quiet.is_err(), "no further event: {quiet:?}");
+}
+
+/// Deletion is two-phase while the finalizer is on, immediate without it.
+pub async fn finalizer_two_phase_delete(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    s.insert_tasks(a.uid(), tasks(3)).await.expect("tasks");
+    s.add_finalizer("a", a.uid()).await.expect("finalizer");
+    s.add_finalizer("a", a.uid()).await.expect("finalizer is idempotent");
+    let got = s.get_job("a").await.expect("get").expect("exists");
+    assert_eq!(got.metadata.finalizers, vec![skep_api::FINALIZER]);
+
+    assert_eq!(s.request_delete("a").await.expect("delete"), Deleted::Marked);
+    let got = s.get_job("a").await.expect("get").expect("still there");
+    assert!(got.is_deleting());
+    let err = s.apply_job(job("a")).await.expect_err("must fail");
+    assert!(
+        matches!(err, StoreError::Conflict { .. }),
+        "apply while deleting: {err}"
+    );
+
+    s.remove_finalizer("a", a.uid()).await.expect("remove finalizer");
+    assert!(s.get_job("a").await.expect("get").is_none(), "gone after cleanup");
+    assert_eq!(s.task_counts(a.uid()).await.expect("counts").total, 0, "tasks gone too");
+
+    let b = s.apply_job(job("b")).await.expect("create b").job;
+    s.insert_tasks(b.uid(), tasks(2)).await.expect("tasks");
+    assert_eq!(s.request_delete("b").await.expect("delete b"), Deleted::Removed);
+    assert!(s.get_job("b").await.expect("get").is_none());
+    assert_eq!(s.task_counts(b.uid()).await.expect("counts").total, 0);
+
+    let again = s.apply_job(job("a")).await.expect("re-create").job;
+    assert_ne!(again.uid(), a.uid(), "a re-created job gets a new uid");
+    assert!(matches!(s.request_delete("zzz").await, Err(StoreError::NotFound(_))));
+}
+
+/// Four leasers at once never get the same task.
+pub async fn atomic_lease_under_concurrency(s: Arc<dyn Store>) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    let n = 2000;
+    assert_eq!(s.insert_tasks(&uid, tasks(n)).await.expect("insert"), n);
+    assert_eq!(
+        s.insert_tasks(&uid, tasks(10)).await.expect("re-insert"),
+        0,
+        "inserts are idempotent"
+    );
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let (s, uid) = (s.clone(), uid.clone());
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.lease_tasks(lease(&uid, 37, 1_000)).await.expect("lease");
+                if got.tasks.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.tasks.into_iter().map(|t| t.index));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("leaser"));
+    }
+    let unique: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(all.len(), unique.len(), "a task was leased twice");
+    assert_eq!(unique.len() as u64, n);
+    let counts = s.task_counts(&uid).await.expect("counts");
+    assert_eq!((counts.total, counts.dispatched), (n, n));
+}
+
+/// First terminal result wins; stale failures are ignored; retries wait.
+pub async fn idempotent_results(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    s.insert_tasks(&uid, tasks(3)).await.expect("insert");
+    let leased = s.lease_tasks(lease(&uid, 3, 0)).await.expect("lease");
+    assert_eq!(leased.tasks.len(), 3);
+    assert!(
+        leased
+            .tasks
+            .iter()
+            .all(|t| t.attempts == 1 && t.state == TaskState::Dispatched)
+    );
+
+    let upd = |index, transition| TaskUpdate {
+        job_uid: uid.clone(),
+        index,
+        transition,
+    };
+    let applied = s
+        .apply_updates(vec![
+            upd(
+                0,
+                Transition::Succeed {
+                    result: ok_result("zero"),
+                },
+            ),
+            upd(
+                0,
+                Transition::Succeed {
+                    result: ok_result("dup"),
+                },
+            ),
+            upd(
+                0,
+                Transition::Fail {
+                    attempt: 1,
+                    result: failed_result(FailureReason::Corrupt),
+                },
+            ),
+            upd(
+                1,
+                Transition::Retry {
+                    attempt: 2,
+                    not_before_ms: 0,
+                    result: failed_result(FailureReason::Timeout),
+                },
+            ),
+            upd(
+                1,
+                Transition::Retry {
+                    attempt: 1,
+                    not_before_ms: 5_000,
+                    result: failed_result(FailureReason::Timeout),
+                },
+            ),
+            upd(
+                2,
+                Transition::Fail {
+                    attempt: 1,
+                    result: failed_result(FailureReason::Corrupt),
+                },
+            ),
+        ])
+        .await
+        .expect("updates");
+    assert_eq!(applied, vec![true, false, false, false, true, true]);
+
+    let t0 = s.get_task(&uid, 0).await.expect("get").expect("task 0");
+    assert_eq!(t0.state, TaskState::Succeeded);
+    assert_eq!(
+        t0.result.as_ref().and_then(|r| r.text.as_deref()),
+        Some("zero"),
+        "first result kept"
+    );
+    let t1 = s.get_task(&uid, 1).await.expect("get").expect("task 1");
+    assert_eq!((t1.state, t1.not_before_ms), (TaskState::Pending, 5_000));
+    assert_eq!(t1.result.as_ref().and_then(|r| r.reason), Some(FailureReason::Timeout));
+    let t2 = s.get_task(&uid, 2).await.expect("get").expect("task 2");
+    assert_eq!(t2.state, TaskState::Failed);
+
+    assert!(
+        s.lease_tasks(lease(&uid, 10, 4_999))
+            .await
+            .expect("lease")
+            .tasks
+            .is_empty(),
+        "retry waits"
+    );
+    let again = s.lease_tasks(lease(&uid, 10, 5_000)).await.expect("lease");
+    assert_eq!(
+        again.tasks.iter().map(|t| (t.index, t.attempts)).collect::<Vec<_>>(),
+        vec![(1, 2)]
+    );
+
+    let c = s.task_counts(&uid).await.expect("counts");
+    assert_eq!(
+        (c.total, c.pending, c.dispatched, c.succeeded, c.failed),
+        (3, 0, 1, 1, 1)
+    );
+
+    let sum = s.summarize(&uid).await.expect("summary");
+    assert_eq!((sum.pages, sum.words), (1, 2));
+    assert_eq!(sum.failures_by_reason.get("corrupt"), Some(&1));
+    assert_eq!(sum.nodes, vec!["n1", "n2"]);
+}
+
+/// An expired dispatch comes back; past `max_attempts` the task fails.
+pub async fn expired_leases_and_attempts(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    s.insert_tasks(&uid, tasks(1)).await.expect("insert");
+    let mut req = lease(&uid, 5, 0);
+    req.max_attempts = 2;
+    assert_eq!(s.lease_tasks(req.clone()).await.expect("1st").tasks.len(), 1);
+    req.now_ms = 500;
+    assert!(
+        s.lease_tasks(req.clone()).await.expect("early").tasks.is_empty(),
+        "lease still valid"
+    );
+    req.now_ms = 1_000;
+    let second = s.lease_tasks(req.clone()).await.expect("2nd");
+    assert_eq!(second.tasks.iter().map(|t| t.attempts).collect::<Vec<_>>(), vec![2]);
+    req.now_ms = 2_000;
+    let third = s.lease_tasks(req).await.expect("3rd");
+    assert!(third.tasks.is_empty());
+    assert_eq!(third.exhausted, 1);
+    let t = s.get_task(&uid, 0).await.expect("get").expect("task");
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.result.and_then(|r| r.reason), Some(FailureReason::AttemptsExceeded));
+}
+
+/// Un-leasing and resetting put tasks back to pending.
+pub async fn unlease_and_reset(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    s.insert_tasks(&uid, tasks(4)).await.expect("insert");
+    s.lease_tasks(lease(&uid, 4, 0)).await.expect("lease");
+    assert_eq!(s.unlease_tasks(&uid, &[0, 1]).await.expect("unlease"), 2);
+    let t0 = s.get_task(&uid, 0).await.expect("get").expect("t0");
+    assert_eq!(
+        (t0.state, t0.attempts),
+        (TaskState::Pending, 0),
+        "an unleased dispatch does not count"
+    );
+    assert_eq!(s.reset_dispatched().await.expect("reset"), 2);
+    let c = s.task_counts(&uid).await.expect("counts");
+    assert_eq!((c.pending, c.dispatched), (4, 0));
+    let t3 = s.get_task(&uid, 3).await.expect("get").expect("t3");
+    assert_eq!(
+        t3.attempts, 1,
+        "a reset dispatch still counts (it may have killed the process)"
+    );
+}
+
+/// Tasks page in index order.
+pub async fn list_tasks_pages(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    s.insert_tasks(&uid, tasks(25)).await.expect("insert");
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list_tasks(&uid, after, 10).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|t| t.index);
+        seen.extend(page.into_iter().map(|t| t.index));
+    }
+    assert_eq!(seen, (0..25).collect::<Vec<_>>());
+    assert_eq!(s.delete_tasks(&uid).await.expect("delete"), 25);
+}
+
+/// One holder at a time; a lease can be taken over once it expires.
+pub async fn controller_lease(s: &dyn Store) {
+    let a = s.acquire_lease("controller", "a", 0, 1_000).await.expect("a");
+    assert_eq!(a.holder, "a");
+    let b = s.acquire_lease("controller", "b", 500, 1_000).await.expect("b");
+    assert_eq!(b.holder, "a", "b must wait");
+    let a2 = s.acquire_lease("controller", "a", 900, 1_000).await.expect("renew");
+    assert_eq!((a2.holder.as_str(), a2.expires_ms), ("a", 1_900));
+    let b2 = s
+        .acquire_lease("controller", "b", 2_000, 1_000)
+        .await
+        .expect("takeover");
+    assert_eq!(b2.holder, "b");
+    let a3 = s.acquire_lease("controller", "a", 2_100, 1_000).await.expect("a again");
+    assert_eq!(a3.holder, "b", "a lost it");
+    s.release_lease("controller", "b").await.expect("release");
+    let a4 = s.acquire_lease("controller", "a", 2_200, 1_000).await.expect("free");
+    assert_eq!(a4.holder, "a");
+}
