@@ -1,0 +1,196 @@
+//! The engine, the slot and the worker loop against real Tesseract, on
+//! generated pages of known text.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use skep_api::{FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, WIRE_VERSION, task_topic};
+use skep_queue::{MemoryQueue, SubscribeOptions, TaskQueue};
+use skep_testkit::{CorpusOptions, GeneratedFile, ImageFormat, PageSize, cer, generate_corpus, load_truth};
+use skep_worker::{DEFAULT_MAX_FILE_BYTES, Engine, EngineConfig, OcrSlot, WorkerConfig, worker};
+use tokio_util::sync::CancellationToken;
+
+struct Corpus {
+    _dir: tempfile::TempDir,
+    pages: PathBuf,
+    truth: PathBuf,
+    files: Vec<GeneratedFile>,
+}
+
+fn corpus(pages: usize, formats: Vec<ImageFormat>, multipage: Option<usize>, bad: bool) -> Corpus {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (p, t) = (dir.path().join("pages"), dir.path().join("truth"));
+    let opts = CorpusOptions {
+        pages,
+        seed: 7,
+        size: PageSize::Small,
+        formats,
+        multipage_tiff: multipage,
+        bad_files: bad,
+    };
+    let files = generate_corpus(&p, &t, &opts).expect("generate");
+    Corpus {
+        _dir: dir,
+        pages: p,
+        truth: t,
+        files,
+    }
+}
+
+fn assert_reads_well(c: &Corpus, rel: &str, text: &str) {
+    let truth = load_truth(&c.truth, rel).expect("truth");
+    let e = cer(&truth, text);
+    assert!(e < 0.05, "{rel}: CER {e:.3}\n--- truth\n{truth}\n--- ocr\n{text}");
+}
+
+#[test]
+fn every_format_reads_with_low_error() {
+    let c = corpus(
+        4,
+        vec![ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Bmp, ImageFormat::Tiff],
+        Some(3),
+        false,
+    );
+    let mut engine = Engine::new("eng").expect("engine");
+    let cfg = EngineConfig::default();
+    for f in &c.files {
+        let r = engine
+            .recognize_file(&c.pages.join(&f.rel_path), &cfg, DEFAULT_MAX_FILE_BYTES)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.rel_path));
+        assert_eq!(r.pages as usize, f.pages, "{}", f.rel_path);
+        assert!(r.words > 50, "{}: {} words", f.rel_path, r.words);
+        assert!(r.confidence > 60.0, "{}: confidence {}", f.rel_path, r.confidence);
+        assert_reads_well(&c, &f.rel_path, &r.text);
+    }
+    assert!(c.files.iter().any(|f| f.pages == 3), "the corpus has a 3-page TIFF");
+}
+
+#[test]
+fn bad_files_fail_with_their_reason() {
+    let c = corpus(1, vec![ImageFormat::Png], None, true);
+    let mut engine = Engine::new("eng").expect("engine");
+    let cfg = EngineConfig::default();
+    let mut reason = |p: &Path| {
+        engine
+            .recognize_file(p, &cfg, DEFAULT_MAX_FILE_BYTES)
+            .expect_err("must fail")
+            .reason
+    };
+    assert_eq!(reason(&c.pages.join("bad/empty.png")), FailureReason::Empty);
+    assert_eq!(reason(&c.pages.join("bad/corrupt.png")), FailureReason::Corrupt);
+    assert_eq!(reason(&c.pages.join("bad/fake.jpg")), FailureReason::Unsupported);
+    assert_eq!(reason(&c.pages.join("missing.png")), FailureReason::NotFound);
+    assert_eq!(reason(&c.pages), FailureReason::Unsupported, "a folder");
+    let big = c.pages.join("page-0001.png");
+    let err = engine.recognize_file(&big, &cfg, 10).expect_err("too large");
+    assert_eq!(err.reason, FailureReason::TooLarge);
+    // The engine is still good after all that.
+    let ok = engine.recognize_file(&big, &cfg, DEFAULT_MAX_FILE_BYTES).expect("reads");
+    assert_reads_well(&c, "page-0001.png", &ok.text);
+}
+
+#[test]
+fn a_missing_language_is_an_engine_error() {
+    let err = Engine::new("xx_nolang").expect_err("no traineddata");
+    assert_eq!(err.reason, FailureReason::Engine);
+    assert!(err.message.contains("xx_nolang"), "{err}");
+}
+
+#[tokio::test]
+async fn slot_times_out_then_recovers() {
+    let c = corpus(1, vec![ImageFormat::Png], None, false);
+    let path = c.pages.join("page-0001.png");
+    let mut slot = OcrSlot::new("t");
+    let err = slot
+        .recognize(path.clone(), EngineConfig::default(), DEFAULT_MAX_FILE_BYTES, Duration::from_millis(20))
+        .await
+        .expect_err("20 ms is too short for a page");
+    assert_eq!(err.reason, FailureReason::Timeout);
+    let ok = slot
+        .recognize(path, EngineConfig::default(), DEFAULT_MAX_FILE_BYTES, Duration::from_secs(60))
+        .await
+        .expect("the next file works on a fresh thread");
+    assert_reads_well(&c, "page-0001.png", &ok.text);
+    assert!(slot.abandoned() <= skep_worker::MAX_ABANDONED);
+}
+
+fn task(path: &Path, index: u64, max_attempts: u32) -> Bytes {
+    Bytes::from(
+        TaskMessage {
+            v: WIRE_VERSION,
+            job: "j".into(),
+            job_uid: "uid".into(),
+            index,
+            path: path.to_string_lossy().into_owned(),
+            attempt: 1,
+            max_attempts,
+            timeout_ms: 60_000,
+            languages: vec!["eng".into()],
+            page_seg_mode: 6,
+            dpi: 300,
+        }
+        .encode(),
+    )
+}
+
+#[tokio::test]
+async fn worker_answers_every_task_once_and_drains_on_shutdown() {
+    let c = corpus(4, vec![ImageFormat::Png, ImageFormat::Jpeg], None, true);
+    let q = MemoryQueue::new();
+    let queue: Arc<dyn TaskQueue> = Arc::new(q.clone());
+    let mut paths: Vec<String> = c.files.iter().map(|f| f.rel_path.clone()).collect();
+    paths.sort();
+    let msgs = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| task(&c.pages.join(p), i as u64, 3))
+        .collect();
+    queue.publish(&task_topic("p"), msgs).await.expect("publish");
+    // A task whose deliveries already ran out (maxAttempts 0): answered without OCR.
+    queue
+        .publish(&task_topic("p"), vec![task(&c.pages.join(&paths[0]), 99, 0)])
+        .await
+        .expect("publish");
+
+    let stop = CancellationToken::new();
+    let w = tokio::spawn(worker::run(queue.clone(), WorkerConfig::new("w1", "node-a", "p", 2), stop.clone()));
+    let mut results = queue
+        .subscribe(RESULTS_TOPIC, SubscribeOptions::new("t", 100, Duration::from_secs(60)))
+        .await
+        .expect("subscribe");
+    let mut got = std::collections::BTreeMap::new();
+    while got.len() < paths.len() + 1 {
+        let d = tokio::time::timeout(Duration::from_secs(120), results.next())
+            .await
+            .expect("results keep coming")
+            .expect("open");
+        let r = ResultMessage::decode(&d.body).expect("decode");
+        assert!(got.insert(r.index, r).is_none(), "one result per task");
+        d.ack().await.expect("ack");
+    }
+    stop.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(60), w).await.expect("stops").expect("joins");
+    assert_eq!(report.handed_back, 0);
+    assert_eq!(report.succeeded + report.failed, paths.len() as u64 + 1);
+
+    for (i, rel) in paths.iter().enumerate() {
+        let r = &got[&(i as u64)];
+        assert_eq!(r.worker.node, "node-a");
+        match (&r.outcome, rel.starts_with("bad/")) {
+            (Outcome::Succeeded { text, .. }, false) => assert_reads_well(&c, rel, text),
+            (Outcome::Failed { .. }, true) => {}
+            (o, _) => panic!("{rel}: unexpected {o:?}"),
+        }
+    }
+    assert!(matches!(
+        got[&99].outcome,
+        Outcome::Failed {
+            reason: FailureReason::AttemptsExceeded,
+            ..
+        }
+    ));
+    let depth = queue.depth(&task_topic("p")).await.expect("depth");
+    assert_eq!(depth.total(), 0, "every task acked");
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what skep needs on Debian/Ubuntu, when it is missing:
+# Tesseract 5 with its C API and English data, Leptonica, clang (for the
+# leptess bindings) and the DejaVu fonts the test corpus is drawn with.
+# Safe to run again; does nothing when everything is there.
+set -euo pipefail
+
+packages=(
+  libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng
+  clang libclang-dev pkg-config fonts-dejavu-core
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
