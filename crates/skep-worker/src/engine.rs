@@ -9,7 +9,7 @@ use leptess::leptonica::{Pix, pix_read_mem};
 use leptess::tesseract::{MAX_CREDIBLE_RESOLUTION, MIN_CREDIBLE_RESOLUTION, TessApi};
 use skep_api::FailureReason;
 
-use crate::format::{ImageFormat, sniff};
+use crate::format::{ImageFormat, is_multipage_tiff, sniff};
 
 /// Files larger than this are refused with reason `tooLarge`.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
@@ -126,7 +126,9 @@ impl Engine {
         let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
         let format = sniff(&bytes)?;
         self.set_page_seg_mode(config.page_seg_mode)?;
-        if format == ImageFormat::Tiff {
+        // NB: Leptonica reads the first page of any TIFF from memory; only a
+        // multi-page one takes the (file-based) page-by-page path.
+        if format == ImageFormat::Tiff && is_multipage_tiff(&bytes) {
             self.recognize_tiff(path, config)
         } else {
             let pix = pix_read_mem(&bytes).map_err(|_| corrupt(format))?;

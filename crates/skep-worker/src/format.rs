@@ -72,6 +72,38 @@ pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, OcrError> {
     Ok(format)
 }
 
+/// Whether a TIFF holds more than one page (its first directory links to
+/// another). Malformed data answers `false`; the decoder then reports it.
+pub fn is_multipage_tiff(bytes: &[u8]) -> bool {
+    let le = match bytes.get(0..2) {
+        Some(b"II") => true,
+        Some(b"MM") => false,
+        _ => return false,
+    };
+    let u16_at = |at: usize| -> Option<usize> {
+        let b: [u8; 2] = bytes.get(at..at + 2)?.try_into().ok()?;
+        Some(if le {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        } as usize)
+    };
+    let u32_at = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        } as usize)
+    };
+    let next = || -> Option<usize> {
+        let first = u32_at(4)?;
+        let entries = u16_at(first)?;
+        u32_at(first + 2 + 12 * entries)
+    };
+    next().is_some_and(|n| n != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +116,16 @@ mod tests {
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), ImageFormat::Webp);
         assert_eq!(sniff(b"P5\n10 10\n255\n").unwrap(), ImageFormat::Pnm);
         assert_eq!(sniff(b"GIF89a..").unwrap(), ImageFormat::Gif);
+    }
+
+    #[test]
+    fn multipage_tiffs_are_told_apart() {
+        // Little-endian header, first IFD at 8 with 0 entries, next IFD at 14.
+        let two = b"II*\0\x08\0\0\0\0\0\x0e\0\0\0\0\0\0\0\0\0";
+        assert!(is_multipage_tiff(two));
+        let one = b"II*\0\x08\0\0\0\0\0\0\0\0\0";
+        assert!(!is_multipage_tiff(one));
+        assert!(!is_multipage_tiff(b"MM\0*"), "truncated");
     }
 
     #[test]

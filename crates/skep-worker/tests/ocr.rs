@@ -68,6 +68,26 @@ fn every_format_reads_with_low_error() {
 }
 
 #[test]
+fn gif_and_webp_read_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = skep_testkit::page_text(3, PageSize::Small);
+    let page = image::DynamicImage::ImageLuma8(skep_testkit::render_page(&lines, PageSize::Small, 3));
+    let truth = lines.join("\n");
+    let mut engine = Engine::new("eng").expect("engine");
+    for (ext, format) in [("gif", image::ImageFormat::Gif), ("webp", image::ImageFormat::WebP)] {
+        let path = dir.path().join(format!("page.{ext}"));
+        image::DynamicImage::ImageRgba8(page.to_rgba8())
+            .save_with_format(&path, format)
+            .expect("encode");
+        let r = engine
+            .recognize_file(&path, &EngineConfig::default(), DEFAULT_MAX_FILE_BYTES)
+            .unwrap_or_else(|e| panic!("{ext}: {e}"));
+        let e = cer(&truth, &r.text);
+        assert!(e < 0.05, "{ext}: CER {e:.3}");
+    }
+}
+
+#[test]
 fn bad_files_fail_with_their_reason() {
     let c = corpus(1, vec![ImageFormat::Png], None, true);
     let mut engine = Engine::new("eng").expect("engine");
@@ -87,7 +107,9 @@ fn bad_files_fail_with_their_reason() {
     let err = engine.recognize_file(&big, &cfg, 10).expect_err("too large");
     assert_eq!(err.reason, FailureReason::TooLarge);
     // The engine is still good after all that.
-    let ok = engine.recognize_file(&big, &cfg, DEFAULT_MAX_FILE_BYTES).expect("reads");
+    let ok = engine
+        .recognize_file(&big, &cfg, DEFAULT_MAX_FILE_BYTES)
+        .expect("reads");
     assert_reads_well(&c, "page-0001.png", &ok.text);
 }
 
@@ -104,12 +126,22 @@ async fn slot_times_out_then_recovers() {
     let path = c.pages.join("page-0001.png");
     let mut slot = OcrSlot::new("t");
     let err = slot
-        .recognize(path.clone(), EngineConfig::default(), DEFAULT_MAX_FILE_BYTES, Duration::from_millis(20))
+        .recognize(
+            path.clone(),
+            EngineConfig::default(),
+            DEFAULT_MAX_FILE_BYTES,
+            Duration::from_millis(20),
+        )
         .await
         .expect_err("20 ms is too short for a page");
     assert_eq!(err.reason, FailureReason::Timeout);
     let ok = slot
-        .recognize(path, EngineConfig::default(), DEFAULT_MAX_FILE_BYTES, Duration::from_secs(60))
+        .recognize(
+            path,
+            EngineConfig::default(),
+            DEFAULT_MAX_FILE_BYTES,
+            Duration::from_secs(60),
+        )
         .await
         .expect("the next file works on a fresh thread");
     assert_reads_well(&c, "page-0001.png", &ok.text);
@@ -155,7 +187,11 @@ async fn worker_answers_every_task_once_and_drains_on_shutdown() {
         .expect("publish");
 
     let stop = CancellationToken::new();
-    let w = tokio::spawn(worker::run(queue.clone(), WorkerConfig::new("w1", "node-a", "p", 2), stop.clone()));
+    let w = tokio::spawn(worker::run(
+        queue.clone(),
+        WorkerConfig::new("w1", "node-a", "p", 2),
+        stop.clone(),
+    ));
     let mut results = queue
         .subscribe(RESULTS_TOPIC, SubscribeOptions::new("t", 100, Duration::from_secs(60)))
         .await
@@ -171,7 +207,10 @@ async fn worker_answers_every_task_once_and_drains_on_shutdown() {
         d.ack().await.expect("ack");
     }
     stop.cancel();
-    let report = tokio::time::timeout(Duration::from_secs(60), w).await.expect("stops").expect("joins");
+    let report = tokio::time::timeout(Duration::from_secs(60), w)
+        .await
+        .expect("stops")
+        .expect("joins");
     assert_eq!(report.handed_back, 0);
     assert_eq!(report.succeeded + report.failed, paths.len() as u64 + 1);
 

@@ -46,7 +46,9 @@ async fn sigkill_mid_job_then_rerun_resumes_without_loss_or_rework() {
     let (uid, before) = loop {
         assert!(Instant::now() < deadline, "no progress before the kill");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let Some(j) = store.get_job("crashy").await.expect("get") else { continue };
+        let Some(j) = store.get_job("crashy").await.expect("get") else {
+            continue;
+        };
         let done = finished(&store, j.uid()).await;
         if done.len() >= 8 {
             break (j.uid().to_owned(), done);
@@ -58,7 +60,11 @@ async fn sigkill_mid_job_then_rerun_resumes_without_loss_or_rework() {
     let counts = store.task_counts(&uid).await.expect("counts");
     assert!(counts.finished() < counts.total, "killed mid-job: {counts:?}");
 
-    let out = ws.skep().args(["run", "-f", &job, "-o", "json"]).output().expect("second run");
+    let out = ws
+        .skep()
+        .args(["run", "-f", &job, "-o", "json"])
+        .output()
+        .expect("second run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["metadata"]["uid"], uid.as_str(), "the same job resumed");
@@ -68,9 +74,16 @@ async fn sigkill_mid_job_then_rerun_resumes_without_loss_or_rework() {
     let after = finished(&store, &uid).await;
     assert_eq!(after.len(), 40, "every file has its result");
     for (index, was) in &before {
-        assert_eq!(after.get(index), Some(was), "file {index} finished before the kill and was processed again");
+        assert_eq!(
+            after.get(index),
+            Some(was),
+            "file {index} finished before the kill and was processed again"
+        );
     }
     let lines = results(&ws.output("crashy"));
-    let paths: BTreeSet<String> = lines.iter().map(|l| l["path"].as_str().expect("path").to_owned()).collect();
+    let paths: BTreeSet<String> = lines
+        .iter()
+        .map(|l| l["path"].as_str().expect("path").to_owned())
+        .collect();
     assert_eq!((lines.len(), paths.len()), (40, 40), "one line per file");
 }

@@ -10,7 +10,10 @@ use skep_testkit::{cer, load_truth};
 #[test]
 fn run_reads_every_page_once_and_reports_failures() {
     let ws = Workspace::new(30, Some(3), true);
-    let job = ws.job("pages", "  scaling:\n    filesPerWorker: 10\n  fileTimeoutSeconds: 120\n");
+    let job = ws.job(
+        "pages",
+        "  scaling:\n    filesPerWorker: 10\n  fileTimeoutSeconds: 120\n",
+    );
     let out = ws.run(&["run", "-f", job.to_str().expect("utf-8"), "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let final_job: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json prints the job");
@@ -30,7 +33,12 @@ fn run_reads_every_page_once_and_reports_failures() {
         .as_array()
         .expect("conditions")
         .iter()
-        .map(|c| (c["type"].as_str().unwrap_or("").to_owned(), c["status"].as_str().unwrap_or("").to_owned()))
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or("").to_owned(),
+                c["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(conditions.get("Complete").map(String::as_str), Some("True"));
     assert_eq!(conditions.get("FilesFailed").map(String::as_str), Some("True"));
@@ -63,7 +71,11 @@ fn run_reads_every_page_once_and_reports_failures() {
                     _ => "unsupported",
                 };
                 assert_eq!(r["reason"], want, "{}: {r}", f.rel_path);
-                assert!(r["error"].as_str().is_some_and(|e| !e.is_empty()), "{} has an error message", f.rel_path);
+                assert!(
+                    r["error"].as_str().is_some_and(|e| !e.is_empty()),
+                    "{} has an error message",
+                    f.rel_path
+                );
             }
             None => {
                 assert_eq!(r["status"], "succeeded", "{}: {r}", f.rel_path);
@@ -96,11 +108,19 @@ fn run_reads_every_page_once_and_reports_failures() {
     // Running the same job again changes nothing and says so.
     let again = ws.run(&["run", "-f", job.to_str().expect("utf-8")]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already finished"),
+        "{}",
+        text(&again)
+    );
 
     // The store answers get and describe.
     let get = ws.run(&["get"]);
-    assert!(String::from_utf8_lossy(&get.stdout).contains("Succeeded"), "{}", text(&get));
+    assert!(
+        String::from_utf8_lossy(&get.stdout).contains("Succeeded"),
+        "{}",
+        text(&get)
+    );
     let describe = ws.run(&["describe", "pages"]);
     let d = String::from_utf8_lossy(&describe.stdout);
     assert!(d.contains("34 total") && d.contains("FilesFailed"), "{d}");
@@ -114,12 +134,19 @@ fn invalid_jobs_exit_2_and_store_nothing() {
         let out = ws.run(&[verb, "-f", job.to_str().expect("utf-8")]);
         assert_eq!(out.status.code(), Some(2), "{verb}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("spec.scaling.maxReplicas: must be >= minReplicas (5)"), "{verb}: {err}");
+        assert!(
+            err.contains("spec.scaling.maxReplicas: must be >= minReplicas (5)"),
+            "{verb}: {err}"
+        );
     }
     let typo = ws.job("typo", "  scalling: {}\n");
     let out = ws.run(&["apply", "-f", typo.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `scalling`"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field `scalling`"),
+        "{}",
+        text(&out)
+    );
 
     let list = ws.run(&["get", "-o", "json"]);
     assert_eq!(list.status.code(), Some(0), "{}", text(&list));
@@ -152,18 +179,35 @@ fn apply_get_delete_round_trip() {
     let job = ws.job("later", "");
     let job = job.to_str().expect("utf-8");
     let out = ws.run(&["apply", "-f", job]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "bulkjob.skep.dev/later created", "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "bulkjob.skep.dev/later created",
+        "{}",
+        text(&out)
+    );
     let out = ws.run(&["apply", "-f", job]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "bulkjob.skep.dev/later unchanged");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "bulkjob.skep.dev/later unchanged"
+    );
     let out = ws.run(&["get", "later", "-o", "yaml"]);
     let y = String::from_utf8_lossy(&out.stdout);
     assert!(y.contains("name: later") && y.contains("generation: 1"), "{y}");
     let missing = ws.run(&["get", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("\"nope\" not found"), "{}", text(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("\"nope\" not found"),
+        "{}",
+        text(&missing)
+    );
     // No controller has touched it, so it has no finalizer and goes at once.
     let out = ws.run(&["delete", "later"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "bulkjob.skep.dev/later deleted", "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "bulkjob.skep.dev/later deleted",
+        "{}",
+        text(&out)
+    );
     let out = ws.run(&["get", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["items"], serde_json::json!([]));

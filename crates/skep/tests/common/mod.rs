@@ -55,7 +55,9 @@ impl Workspace {
 
     pub fn skep(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_skep"));
-        c.current_dir(self.path()).env("SKEP_STORE", self.store()).env_remove("SKEP_LOG");
+        c.current_dir(self.path())
+            .env("SKEP_STORE", self.store())
+            .env_remove("SKEP_LOG");
         c
     }
 
