@@ -222,3 +222,21 @@ pub async fn deferred_publish(q: &dyn TaskQueue, prefix: &str) {
     );
     d.ack().await.expect("ack");
 }
+
+/// A dead-lettered delivery leaves its topic for the dead-letter topic.
+pub async fn dead_letter_moves_the_message(q: &dyn TaskQueue, prefix: &str) {
+    let topic = format!("{prefix}.dlq");
+    q.publish(&topic, vec![body(8), body(9)]).await.expect("publish");
+    let mut sub = subscribe(q, &topic, 2).await;
+    let a = next(&mut sub, "first").await;
+    let b = next(&mut sub, "second").await;
+    let dead_body = a.body.clone();
+    a.dead_letter().await.expect("dead letter");
+    b.ack().await.expect("ack");
+    eventually_empty(q, &topic).await;
+    let dead = crate::dead_letter_topic(&topic);
+    let mut dsub = subscribe(q, &dead, 1).await;
+    let d = next(&mut dsub, "the dead letter").await;
+    assert_eq!(d.body, dead_body);
+    d.ack().await.expect("ack dead letter");
+}

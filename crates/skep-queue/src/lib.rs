@@ -23,6 +23,12 @@ pub use memory::MemoryQueue;
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
+/// Where a topic's dead letters go: messages a consumer gave up on for good
+/// (delivered more often than allowed), kept for an operator to inspect.
+pub fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dead")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The backend holds as many messages as it is allowed to.
@@ -122,6 +128,9 @@ pub trait Acker: Send + Sync {
     async fn ack(&self) -> Result<()>;
     async fn requeue(&self, delay: Duration) -> Result<()>;
     async fn touch(&self) -> Result<()>;
+    /// Moves the message to the topic's dead-letter topic
+    /// ([`dead_letter_topic`]) and settles it.
+    async fn dead_letter(&self) -> Result<()>;
     /// The delivery was dropped unsettled: hand the message back now. Must
     /// not block.
     fn release(&self);
@@ -170,6 +179,12 @@ impl Delivery {
     pub async fn requeue(mut self, delay: Duration) -> Result<()> {
         self.settled = true;
         self.acker.requeue(delay).await
+    }
+
+    /// Give up on it for good: it goes to the dead-letter topic.
+    pub async fn dead_letter(mut self) -> Result<()> {
+        self.settled = true;
+        self.acker.dead_letter().await
     }
 
     /// Still working on it: restart its visibility timeout.

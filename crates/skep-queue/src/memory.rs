@@ -213,6 +213,8 @@ impl TaskQueue for MemoryQueue {
 
     async fn subscribe(&self, topic: &str, opts: SubscribeOptions) -> Result<Box<dyn Subscription>> {
         Ok(Box::new(MemorySubscription {
+            queue: self.clone(),
+            topic_name: topic.to_owned(),
             topic: self.topic(topic),
             permits: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
             visibility: opts.visibility_timeout,
@@ -232,6 +234,8 @@ impl TaskQueue for MemoryQueue {
 }
 
 struct MemorySubscription {
+    queue: MemoryQueue,
+    topic_name: String,
     topic: Arc<Topic>,
     permits: Arc<Semaphore>,
     visibility: Duration,
@@ -264,6 +268,8 @@ impl Subscription for MemorySubscription {
                         },
                     );
                     let acker = MemoryAcker {
+                        queue: self.queue.clone(),
+                        topic_name: self.topic_name.clone(),
                         topic: self.topic.clone(),
                         id,
                         delivery,
@@ -287,6 +293,8 @@ impl Subscription for MemorySubscription {
 }
 
 struct MemoryAcker {
+    queue: MemoryQueue,
+    topic_name: String,
     topic: Arc<Topic>,
     id: u64,
     delivery: u64,
@@ -321,6 +329,23 @@ impl Acker for MemoryAcker {
 
     async fn requeue(&self, delay: Duration) -> Result<()> {
         self.requeue_now(delay);
+        Ok(())
+    }
+
+    async fn dead_letter(&self) -> Result<()> {
+        let msg = {
+            let mut s = lock(&self.topic.state);
+            let msg = s.take(self.id, self.delivery);
+            if msg.is_some() {
+                s.total -= 1;
+            }
+            msg
+        };
+        if let Some(msg) = msg {
+            self.queue
+                .publish(&crate::dead_letter_topic(&self.topic_name), vec![msg.body])
+                .await?;
+        }
         Ok(())
     }
 

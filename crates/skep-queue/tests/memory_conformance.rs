@@ -21,4 +21,5 @@ cases!(
     depth_counts,
     ten_thousand_in_batches,
     deferred_publish,
+    dead_letter_moves_the_message,
 );

@@ -201,7 +201,8 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
         }
     };
     let started = Instant::now();
-    let outcome = if delivery.attempts > task.max_attempts {
+    let exhausted = delivery.attempts > task.max_attempts;
+    let outcome = if exhausted {
         Err(crate::OcrError::new(
             FailureReason::AttemptsExceeded,
             format!(
@@ -259,7 +260,13 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
     };
     let body = Bytes::from(result.encode());
     let published = keep_alive(&delivery, ctx.cfg.visibility_timeout, publish_result(ctx, body)).await;
-    if published {
+    if published && exhausted {
+        // The controller has its answer; the task itself goes where an
+        // operator can look at what kept killing workers.
+        if let Err(error) = delivery.dead_letter().await {
+            warn!(%error, "dead-lettering an exhausted task failed");
+        }
+    } else if published {
         if let Err(error) = delivery.ack().await {
             // The result is out; a redelivery only produces a duplicate,
             // which the controller ignores.

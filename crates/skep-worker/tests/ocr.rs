@@ -231,5 +231,10 @@ async fn worker_answers_every_task_once_and_drains_on_shutdown() {
         }
     ));
     let depth = queue.depth(&task_topic("p")).await.expect("depth");
-    assert_eq!(depth.total(), 0, "every task acked");
+    assert_eq!(depth.total(), 0, "every task settled");
+    let dead = queue
+        .depth(&skep_queue::dead_letter_topic(&task_topic("p")))
+        .await
+        .expect("depth");
+    assert_eq!(dead.ready, 1, "the exhausted task went to the dead-letter topic");
 }
