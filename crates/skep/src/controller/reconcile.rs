@@ -6,6 +6,8 @@
 //! `spec.suspend`. A finished job is not restarted by a spec change: delete
 //! it and apply it again.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use skep_api::{BulkJob, BulkJobStatus, ConditionStatus, FileCounts, Phase, condition};
 use tracing::info;
@@ -59,6 +61,10 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
                 let msg = format!("{total} files under {}", spec.source.path);
                 status.set_condition(condition::SCANNED, ConditionStatus::True, "Scanned", msg, now);
                 info!(job = job.name(), total, "scanned");
+                // NB: persist the scan before anything is dispatched, so a
+                // crash from here on never rescans (and renumbers) files
+                // that may already be in flight.
+                return Ok(Action::requeue(Duration::ZERO));
             }
             Err(problem) => {
                 status.set_condition(
