@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
-# Installs what is missing, then runs every check and test of the project:
-# formatting, clippy, the generated schema, unit, conformance and
-# black-box tests. This is what CI runs (.ci/run).
+# Installs what is missing, starts the servers the tests need, then runs
+# every check and test of the project: formatting, clippy, the generated
+# schema, unit, conformance and black-box tests. This is what CI runs
+# (.ci/run). Servers run from .ci-work/ (git-ignored) and stop on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 export OMP_THREAD_LIMIT=1
+
+work="$PWD/.ci-work"
+mkdir -p "$work"
+cleanup() {
+  scripts/mongo-test-server.sh stop "$work/nx" >/dev/null 2>&1 || true
+  scripts/rabbitmq-test-server.sh stop "$work/rabbitmq" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+# MongoDB wire-protocol stand-in (nx-27017) for the MongoDB store suite.
+export NX_VENV="$work/nx/venv"
+SKEP_TEST_NX_URI="$(scripts/mongo-test-server.sh start "$work/nx" "${SKEP_TEST_NX_PORT:-27217}")"
+export SKEP_TEST_NX_URI
+
+# RabbitMQ (Debian's rabbitmq-server, its own node on loopback ports
+# PORT..PORT+12) for the AMQP queue suite.
+SKEP_TEST_AMQP_URL="$(scripts/rabbitmq-test-server.sh start "$work/rabbitmq" "${SKEP_TEST_AMQP_PORT:-5800}")"
+export SKEP_TEST_AMQP_URL
 
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings

@@ -11,14 +11,17 @@
 //!   harmless no-ops, never an error that kills the consumer;
 //! - ordering is not promised.
 
+mod amqp;
 pub mod conformance;
 mod memory;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use amqp::AmqpQueue;
 pub use memory::MemoryQueue;
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
@@ -39,6 +42,12 @@ pub enum QueueError {
     Unavailable(String),
     #[error("message of {size} bytes exceeds the limit of {limit}")]
     TooLarge { size: usize, limit: usize },
+    /// A queue URL that cannot be used.
+    #[error("invalid queue url: {0}")]
+    InvalidUrl(String),
+    /// The URL names a backend that is not built yet.
+    #[error("the {backend} queue backend is not built yet (use amqp://, amqps:// or memory:)")]
+    NotBuilt { backend: &'static str },
 }
 
 impl QueueError {
@@ -48,7 +57,115 @@ impl QueueError {
             QueueError::Full { .. } => "full",
             QueueError::Unavailable(_) => "unavailable",
             QueueError::TooLarge { .. } => "too_large",
+            QueueError::InvalidUrl(_) => "invalid_url",
+            QueueError::NotBuilt { .. } => "not_built",
         }
+    }
+}
+
+/// Where the task queue lives: `memory:` (in-process, not durable),
+/// `amqp://user:password@host:port/vhost` or `amqps://…` (RabbitMQ, see
+/// [`AmqpQueue::connect`] for its options), or `nsq://host:port` (parses;
+/// connecting fails until that backend is built). `Display` and `Debug`
+/// hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct QueueUrl {
+    kind: UrlKind,
+    raw: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UrlKind {
+    Memory,
+    Amqp,
+    Nsq,
+}
+
+impl QueueUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        let raw = url.trim().to_owned();
+        let (scheme, rest) = raw.split_once(':').unwrap_or(("", ""));
+        let kind = match scheme.to_ascii_lowercase().as_str() {
+            "memory" if matches!(rest, "" | "//") => UrlKind::Memory,
+            "amqp" | "amqps" => {
+                amqp::parse_url(&raw).map_err(|e| QueueError::InvalidUrl(format!("{}: {e}", redact(&raw))))?;
+                UrlKind::Amqp
+            }
+            "nsq" => {
+                let host = rest
+                    .strip_prefix("//")
+                    .unwrap_or("")
+                    .split(['/', '?'])
+                    .next()
+                    .unwrap_or("");
+                if host.is_empty() {
+                    return Err(QueueError::InvalidUrl(format!("{}: no host", redact(&raw))));
+                }
+                UrlKind::Nsq
+            }
+            _ => {
+                return Err(QueueError::InvalidUrl(format!(
+                    "{}: expected memory:, amqp://, amqps:// or nsq://",
+                    redact(&raw)
+                )));
+            }
+        };
+        Ok(Self { kind, raw })
+    }
+
+    /// The backend the URL names (`memory`, `amqp`, `nsq`), as
+    /// [`TaskQueue::backend`] reports it.
+    pub fn backend(&self) -> &'static str {
+        match self.kind {
+            UrlKind::Memory => "memory",
+            UrlKind::Amqp => "amqp",
+            UrlKind::Nsq => "nsq",
+        }
+    }
+
+    /// Connects to the queue the URL names.
+    pub async fn connect(&self) -> Result<Arc<dyn TaskQueue>> {
+        match self.kind {
+            UrlKind::Memory => Ok(Arc::new(MemoryQueue::new())),
+            UrlKind::Amqp => Ok(Arc::new(AmqpQueue::connect(&self.raw).await?)),
+            UrlKind::Nsq => Err(QueueError::NotBuilt { backend: "nsq" }),
+        }
+    }
+}
+
+impl std::str::FromStr for QueueUrl {
+    type Err = QueueError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl std::fmt::Display for QueueUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.raw))
+    }
+}
+
+impl std::fmt::Debug for QueueUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QueueUrl({})", redact(&self.raw))
+    }
+}
+
+/// The URL with the password of its user info, if any, replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -198,5 +315,62 @@ impl Drop for Delivery {
         if !self.settled {
             self.acker.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_urls_parse_by_scheme() {
+        let backend = |u: &str| QueueUrl::parse(u).map(|q| q.backend());
+        assert_eq!(backend("memory:").ok(), Some("memory"));
+        assert_eq!(backend(" memory:// ").ok(), Some("memory"));
+        assert_eq!(backend("amqp://guest:guest@127.0.0.1:5672/%2f").ok(), Some("amqp"));
+        assert_eq!(
+            backend("amqps://rabbit.example:5671/jobs?heartbeat=5").ok(),
+            Some("amqp")
+        );
+        assert_eq!(backend("nsq://127.0.0.1:4150").ok(), Some("nsq"));
+        for bad in [
+            "",
+            "memory:x",
+            "redis://h",
+            "nsq://",
+            "amqp://h:notaport/",
+            "amqp://h/?management_port=x",
+        ] {
+            assert!(
+                matches!(QueueUrl::parse(bad), Err(QueueError::InvalidUrl(_))),
+                "{bad:?} parsed"
+            );
+        }
+    }
+
+    #[test]
+    fn display_and_errors_hide_the_password() {
+        let u = QueueUrl::parse("amqp://skep:s3cret@rabbit:5672/%2f?management_port=15672").expect("parses");
+        assert_eq!(u.to_string(), "amqp://skep:***@rabbit:5672/%2f?management_port=15672");
+        assert!(!format!("{u:?}").contains("s3cret"));
+        let err = QueueUrl::parse("amqp://skep:s3cret@rabbit:bad/").expect_err("bad port");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert_eq!(redact("amqp://rabbit/%2f"), "amqp://rabbit/%2f");
+        assert_eq!(redact("amqp://user@rabbit/"), "amqp://user@rabbit/");
+        assert_eq!(redact("memory:"), "memory:");
+    }
+
+    #[tokio::test]
+    async fn nsq_is_not_built_yet_and_memory_connects() {
+        let nsq = QueueUrl::parse("nsq://127.0.0.1:4150").expect("parses");
+        let err = nsq.connect().await.err().expect("nsq must not connect");
+        assert!(matches!(err, QueueError::NotBuilt { backend: "nsq" }), "{err}");
+        assert!(err.to_string().contains("not built yet"));
+        let q = QueueUrl::parse("memory:")
+            .expect("parses")
+            .connect()
+            .await
+            .expect("memory");
+        assert_eq!(q.backend(), "memory");
     }
 }

@@ -48,13 +48,23 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Where jobs and results are kept: sqlite:PATH (default: skep.db in the
-    /// user's data folder).
+    /// Where jobs and results are kept: sqlite:PATH or mongodb://HOST/DB
+    /// (default: skep.db in the user's data folder). SKEP_STORE_FILE may
+    /// name a file holding the URL instead (a Docker secret).
     #[arg(long, global = true, env = "SKEP_STORE")]
     pub store: Option<String>,
     /// Log filter (error, warn, info, debug, or a tracing directive).
     #[arg(long, global = true, env = "SKEP_LOG")]
     pub log: Option<String>,
+}
+
+/// Which queue carries tasks and results.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// `memory:` (in-process, the default), `amqp://USER:PASS@HOST:PORT/VHOST`
+    /// (RabbitMQ). SKEP_QUEUE_FILE may name a file holding the URL instead.
+    #[arg(long, env = "SKEP_QUEUE")]
+    pub queue: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -121,6 +131,8 @@ pub struct RunArgs {
     /// Local worker replicas at most (default: one per core).
     #[arg(long, env = "SKEP_WORKERS")]
     pub workers: Option<u32>,
+    #[command(flatten)]
+    pub queue: QueueArgs,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -131,6 +143,8 @@ pub struct ControllerArgs {
     /// Local worker replicas at most (default: one per core).
     #[arg(long, env = "SKEP_WORKERS")]
     pub workers: Option<u32>,
+    #[command(flatten)]
+    pub queue: QueueArgs,
     /// Seconds between full resyncs.
     #[arg(long, env = "SKEP_RESYNC_SECONDS", default_value_t = crate::controller::DEFAULT_RESYNC.as_secs())]
     pub resync_seconds: u64,
@@ -184,10 +198,27 @@ pub fn default_store_path() -> PathBuf {
 }
 
 fn store_url(global: &GlobalArgs) -> Result<StoreUrl, CliError> {
-    match &global.store {
-        Some(s) => StoreUrl::parse(s).map_err(|e| CliError::invalid(format!("--store: {e}"))),
-        None => Ok(StoreUrl::Sqlite(default_store_path())),
-    }
+    Ok(StoreUrl::from_env_or(global.store.as_deref())
+        .map_err(CliError::invalid)?
+        .unwrap_or_else(|| StoreUrl::Sqlite(default_store_path())))
+}
+
+/// Connects the queue named by `--queue`, `SKEP_QUEUE` or the file named
+/// by `SKEP_QUEUE_FILE`; in-process when none is set.
+async fn open_queue(args: &QueueArgs) -> Result<std::sync::Arc<dyn skep_queue::TaskQueue>, CliError> {
+    let raw = match (
+        &args.queue,
+        std::env::var("SKEP_QUEUE_FILE").ok().filter(|s| !s.trim().is_empty()),
+    ) {
+        (Some(url), _) => url.clone(),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| CliError::invalid(format!("SKEP_QUEUE_FILE: cannot read {path}: {}", e.kind())))?,
+        (None, None) => "memory:".to_owned(),
+    };
+    let url = skep_queue::QueueUrl::parse(&raw).map_err(|e| CliError::invalid(format!("--queue: {e}")))?;
+    url.connect()
+        .await
+        .map_err(|e| CliError::failed(format!("cannot connect to the queue {url}: {e}")))
 }
 
 async fn open_store(global: &GlobalArgs) -> Result<Arc<dyn Store>, CliError> {

@@ -1,5 +1,5 @@
-//! `skep run` and `skep controller` on the embedded backends: SQLite store,
-//! in-process queue, local worker replicas.
+//! `skep run` and `skep controller` with local worker replicas, on the store
+//! and queue their flags name (SQLite and in-process by default).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use skep_api::{BulkJob, Phase};
-use skep_queue::{MemoryQueue, TaskQueue};
+use skep_queue::TaskQueue;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CliError, CliResult, ControllerArgs, GlobalArgs, OutputFormat, RunArgs, exit, load_job_file, open_store, print,
+    CliError, CliResult, ControllerArgs, GlobalArgs, OutputFormat, RunArgs, exit, load_job_file, open_queue,
+    open_store, print,
 };
 use crate::controller::{Controller, ControllerConfig};
 use crate::runtime::{LocalRuntime, Runtime};
@@ -40,8 +41,7 @@ struct Embedded {
     runtime: Arc<LocalRuntime>,
 }
 
-fn embedded(store: Arc<dyn Store>, workers: Option<u32>) -> Embedded {
-    let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
+fn embedded(store: Arc<dyn Store>, queue: Arc<dyn TaskQueue>, workers: Option<u32>) -> Embedded {
     let runtime = Arc::new(LocalRuntime::new(queue.clone(), workers.unwrap_or_else(cores).max(1)));
     Embedded { store, queue, runtime }
 }
@@ -63,8 +63,9 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
         return finish(&applied.job, args.output);
     }
 
+    let queue = open_queue(&args.queue).await?;
     let shutdown = super::shutdown_on_signals();
-    let parts = embedded(store.clone(), args.workers);
+    let parts = embedded(store.clone(), queue, args.workers);
     let cfg = ControllerConfig {
         running_requeue: Duration::from_secs(1),
         resync: Duration::from_secs(10),
@@ -171,8 +172,9 @@ async fn watch_progress(
 
 pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult {
     let store = open_store(global).await?;
+    let queue = open_queue(&args.queue).await?;
     let shutdown = super::shutdown_on_signals();
-    let parts = embedded(store, args.workers);
+    let parts = embedded(store, queue, args.workers);
     let cfg = ControllerConfig {
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         scale_down_cooldown: Duration::from_secs(args.scale_down_cooldown_seconds),

@@ -12,6 +12,7 @@
 //!   uid and file index).
 
 pub mod conformance;
+mod mongo;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use skep_api::{BulkJob, BulkJobStatus, FailureReason, FileCounts};
 
+pub use mongo::{MongoOptions, MongoStore, MongoUrl, WatchMode};
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -57,6 +59,41 @@ pub struct Applied {
     pub created: bool,
     /// The spec differed from the stored one (generation bumped).
     pub spec_changed: bool,
+}
+
+/// A job as first stored: a fresh uid, generation 1, no status or finalizers.
+/// The same rule for every backend.
+pub(crate) fn new_stored_job(mut job: BulkJob) -> BulkJob {
+    job.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+    job.metadata.generation = Some(1);
+    job.metadata.creation_timestamp = Some(chrono::Utc::now());
+    job.metadata.deletion_timestamp = None;
+    job.metadata.finalizers.clear();
+    job.status = None;
+    job
+}
+
+/// Applies `job` over the stored `current`, as `kubectl apply` would: the spec,
+/// labels and annotations are replaced, the generation is bumped only when the
+/// spec changed. Returns `(spec_changed, anything_changed)`. The same rule for
+/// every backend.
+pub(crate) fn merge_applied(current: &mut BulkJob, job: &BulkJob) -> Result<(bool, bool)> {
+    if current.is_deleting() {
+        return Err(StoreError::Conflict {
+            name: current.metadata.name.clone(),
+            reason: "it is being deleted; apply again once it is gone".to_owned(),
+        });
+    }
+    let spec_changed = current.spec != job.spec;
+    let meta_changed =
+        current.metadata.labels != job.metadata.labels || current.metadata.annotations != job.metadata.annotations;
+    if spec_changed {
+        current.spec = job.spec.clone();
+        current.metadata.generation = Some(current.generation() + 1);
+    }
+    current.metadata.labels = job.metadata.labels.clone();
+    current.metadata.annotations = job.metadata.annotations.clone();
+    Ok((spec_changed, spec_changed || meta_changed))
 }
 
 /// What `request_delete` did.
@@ -261,14 +298,19 @@ pub trait Store: Send + Sync + 'static {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }
 
-/// Where a store lives, as given by `--store` / `SKEP_STORE`.
+/// Where a store lives, as given by `--store` / `SKEP_STORE` (or the file
+/// named by `SKEP_STORE_FILE`). `Display` and `Debug` never show a password.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    /// `mongodb://` or `mongodb+srv://`.
+    Mongo(MongoUrl),
 }
 
 impl StoreUrl {
-    /// `sqlite:PATH` (or `sqlite://PATH`); a bare path means SQLite too.
+    /// `sqlite:PATH` (or `sqlite://PATH`), `mongodb://...` or
+    /// `mongodb+srv://...`; a bare path means SQLite. Errors never echo a
+    /// URL (it may hold a password).
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if s.is_empty() {
@@ -281,18 +323,50 @@ impl StoreUrl {
             return Ok(StoreUrl::Sqlite(PathBuf::from(rest)));
         }
         if s.starts_with("mongodb://") || s.starts_with("mongodb+srv://") {
-            return Err("the MongoDB store is not built yet (issue #3); use sqlite:PATH".to_owned());
+            return MongoUrl::parse(s).map(StoreUrl::Mongo);
         }
-        if s.contains("://") {
-            return Err(format!("unknown store scheme in {s:?}; expected sqlite:PATH"));
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(format!(
+                "unknown store scheme {scheme:?}; expected sqlite:PATH or mongodb://HOST/DATABASE"
+            ));
         }
         Ok(StoreUrl::Sqlite(PathBuf::from(s)))
+    }
+
+    /// The store URL from, in order: `flag` (`--store`, which clap also
+    /// fills from `SKEP_STORE`), the `SKEP_STORE` variable, or the file
+    /// named by `SKEP_STORE_FILE` (a Docker secret holding the whole URL,
+    /// password included; surrounding whitespace is ignored). `Ok(None)`
+    /// when none is set: the caller picks its default. Errors name the
+    /// source, never the URL.
+    pub fn from_env_or(flag: Option<&str>) -> Result<Option<Self>, String> {
+        Self::from_sources(flag, |k| std::env::var(k).ok())
+    }
+
+    fn from_sources(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        if let Some(s) = flag {
+            return Self::parse(s).map(Some).map_err(|e| format!("--store: {e}"));
+        }
+        if let Some(s) = env("SKEP_STORE").filter(|s| !s.trim().is_empty()) {
+            return Self::parse(&s).map(Some).map_err(|e| format!("SKEP_STORE: {e}"));
+        }
+        if let Some(path) = env("SKEP_STORE_FILE").filter(|s| !s.trim().is_empty()) {
+            let s = std::fs::read_to_string(&path)
+                .map_err(|e| format!("SKEP_STORE_FILE: cannot read {path}: {}", e.kind()))?;
+            return Self::parse(&s)
+                .map(Some)
+                .map_err(|e| format!("SKEP_STORE_FILE ({path}): {e}"));
+        }
+        Ok(None)
     }
 
     /// Opens the store.
     pub async fn open(&self) -> Result<std::sync::Arc<dyn Store>> {
         match self {
             StoreUrl::Sqlite(path) => Ok(std::sync::Arc::new(SqliteStore::open(path).await?)),
+            StoreUrl::Mongo(url) => Ok(std::sync::Arc::new(
+                MongoStore::connect(url, MongoOptions::default()).await?,
+            )),
         }
     }
 }
@@ -301,6 +375,7 @@ impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreUrl::Mongo(url) => write!(f, "{url}"),
         }
     }
 }
@@ -326,6 +401,46 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown store scheme")
         );
-        assert!(StoreUrl::parse("mongodb://h").unwrap_err().contains("issue #3"));
+        assert!(!StoreUrl::parse("redis://u:pw@x").unwrap_err().contains("pw"));
+    }
+
+    #[test]
+    fn mongo_urls_display_redacted() {
+        let url = StoreUrl::parse("mongodb://skep:hunter2@db:27017/prod?authSource=admin").unwrap();
+        let StoreUrl::Mongo(m) = &url else {
+            panic!("not a MongoDB URL: {url}")
+        };
+        assert_eq!(m.database(), "prod");
+        assert_eq!(url.to_string(), "mongodb://skep:***@db:27017/prod?authSource=admin");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        let srv = StoreUrl::parse("mongodb+srv://skep:hunter2@cluster.example.net").unwrap();
+        assert_eq!(srv.to_string(), "mongodb+srv://skep:***@cluster.example.net/skep");
+        let err = StoreUrl::parse("mongodb://skep:hunter2@db/a.b").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn store_url_from_flag_env_or_secret_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("store-url");
+        std::fs::write(&secret, "mongodb://skep:hunter2@db/skep\n").unwrap();
+        let secret_path = secret.display().to_string();
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        let from_file = StoreUrl::from_sources(None, |k| (k == "SKEP_STORE_FILE").then(|| secret_path.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_file.to_string(), "mongodb://skep:***@db/skep");
+        let flag_wins = StoreUrl::from_sources(Some("sqlite:a.db"), env(&[("SKEP_STORE", "sqlite:b.db")])).unwrap();
+        assert_eq!(flag_wins, Some(StoreUrl::Sqlite("a.db".into())));
+        let env_next = StoreUrl::from_sources(None, env(&[("SKEP_STORE", "sqlite:b.db")])).unwrap();
+        assert_eq!(env_next, Some(StoreUrl::Sqlite("b.db".into())));
+        assert_eq!(StoreUrl::from_sources(None, env(&[])).unwrap(), None);
+        let missing = StoreUrl::from_sources(None, env(&[("SKEP_STORE_FILE", "/nonexistent/skep-url")])).unwrap_err();
+        assert!(missing.contains("SKEP_STORE_FILE"), "{missing}");
+        std::fs::write(&secret, "mongodb://skep:hunter2@db/bad.name").unwrap();
+        let bad = StoreUrl::from_sources(None, |k| (k == "SKEP_STORE_FILE").then(|| secret_path.clone())).unwrap_err();
+        assert!(bad.contains("SKEP_STORE_FILE") && !bad.contains("hunter2"), "{bad}");
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{
     Applied, Deleted, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store, StoreError,
-    TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent,
+    TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, merge_applied, new_stored_job,
 };
 
 /// How often `watch` looks for changes made by other processes; changes
@@ -331,13 +331,7 @@ impl Store for SqliteStore {
             let name = job.metadata.name.clone();
             match load_job(tx, &name)? {
                 None => {
-                    let mut new = job;
-                    new.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
-                    new.metadata.generation = Some(1);
-                    new.metadata.creation_timestamp = Some(Utc::now());
-                    new.metadata.deletion_timestamp = None;
-                    new.metadata.finalizers.clear();
-                    new.status = None;
+                    let new = new_stored_job(job);
                     let rev = bump_revision(tx)?;
                     tx.execute(
                         "INSERT INTO jobs(name, uid, revision, doc) VALUES (?1, ?2, ?3, ?4)",
@@ -351,22 +345,8 @@ impl Store for SqliteStore {
                     })
                 }
                 Some(mut current) => {
-                    if current.is_deleting() {
-                        return Err(StoreError::Conflict {
-                            name,
-                            reason: "it is being deleted; apply again once it is gone".to_owned(),
-                        });
-                    }
-                    let spec_changed = current.spec != job.spec;
-                    let meta_changed = current.metadata.labels != job.metadata.labels
-                        || current.metadata.annotations != job.metadata.annotations;
-                    if spec_changed {
-                        current.spec = job.spec;
-                        current.metadata.generation = Some(current.generation() + 1);
-                    }
-                    current.metadata.labels = job.metadata.labels;
-                    current.metadata.annotations = job.metadata.annotations;
-                    if spec_changed || meta_changed {
+                    let (spec_changed, changed) = merge_applied(&mut current, &job)?;
+                    if changed {
                         save_job(tx, &current, true)?;
                     }
                     Ok(Applied {

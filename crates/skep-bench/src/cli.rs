@@ -1,0 +1,95 @@
+//! The command line of `skep-bench`.
+
+use clap::{Parser, Subcommand};
+use skep_testkit::PageSize;
+
+use crate::dispatch::DispatchOptions;
+use crate::ocr::OcrOptions;
+use crate::scan::ScanOptions;
+
+/// Pages of the A4 part of `all`: few, since one takes ~2 s on a core.
+pub const ALL_A4_PAGES: usize = 3;
+/// Rounds of the A4 part of `all`: one is too noisy to judge a goal by.
+pub const ALL_A4_ROUNDS: usize = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skep-bench",
+    version,
+    about = "Benchmarks of skep against baselines measured in the same run (build with --release)"
+)]
+pub struct Cli {
+    /// Print one JSON line per bench instead of a readable block.
+    #[arg(long, global = true, env = "SKEP_BENCH_JSON")]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// OCR pages with the skep worker pipeline, bare leptess engines and the
+    /// tesseract command; compare pages/s and error rates.
+    Ocr(OcrOptions),
+    /// Pass task messages through the in-process queue and through a plain
+    /// tokio channel; compare tasks/s.
+    Dispatch(DispatchOptions),
+    /// Scan a tree of empty .png files with skep's folder scan and with
+    /// find; compare files/s.
+    Scan(ScanOptions),
+    /// Every bench with defaults (a few minutes on 2 cores): ocr on small
+    /// pages, ocr on a few A4 pages, dispatch, scan.
+    All,
+}
+
+/// What `all` runs, in order.
+#[derive(Debug)]
+pub struct AllPlan {
+    pub ocr_small: OcrOptions,
+    pub ocr_a4: OcrOptions,
+    pub dispatch: DispatchOptions,
+    pub scan: ScanOptions,
+}
+
+impl Default for AllPlan {
+    fn default() -> Self {
+        Self {
+            ocr_small: OcrOptions::default(),
+            ocr_a4: OcrOptions {
+                pages: ALL_A4_PAGES,
+                size: PageSize::A4,
+                rounds: ALL_A4_ROUNDS,
+                ..OcrOptions::default()
+            },
+            dispatch: DispatchOptions::default(),
+            scan: ScanOptions::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let cli = Cli::try_parse_from(["skep-bench", "ocr"]).expect("parses");
+        let Command::Ocr(o) = cli.command else {
+            panic!("not ocr")
+        };
+        assert_eq!(
+            (o.pages, o.size, o.psm, o.rounds, o.threads),
+            (12, PageSize::Small, 6, 3, None)
+        );
+        let cli = Cli::try_parse_from(["skep-bench", "dispatch", "--json"]).expect("parses");
+        assert!(cli.json);
+        assert!(Cli::try_parse_from(["skep-bench", "ocr", "--psm", "2"]).is_err());
+        assert!(Cli::try_parse_from(["skep-bench", "ocr", "--size", "letter"]).is_err());
+    }
+}

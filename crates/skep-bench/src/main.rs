@@ -1,0 +1,45 @@
+//! `skep-bench`: parses the command line, runs the benches the library
+//! defines and prints their reports.
+
+use anyhow::Context;
+use clap::Parser;
+use skep_bench::cli::{AllPlan, Cli, Command};
+use skep_bench::report::emit;
+use skep_bench::{dispatch, ocr, scan};
+
+fn main() -> anyhow::Result<()> {
+    // NB: before any thread starts; without it every engine would start a
+    // thread per core and the OCR numbers would mean nothing.
+    skep_worker::ensure_single_threaded_tesseract();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKEP_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Ocr(opts) => emit(&ocr::run(&opts).await?, json),
+        Command::Dispatch(opts) => emit(&dispatch::run(&opts).await?, json),
+        Command::Scan(opts) => emit(&run_scan(opts).await?, json),
+        Command::All => {
+            let plan = AllPlan::default();
+            emit(&ocr::run(&plan.ocr_small).await?, json);
+            emit(&ocr::run(&plan.ocr_a4).await?, json);
+            emit(&dispatch::run(&plan.dispatch).await?, json);
+            emit(&run_scan(plan.scan).await?, json);
+        }
+    }
+    Ok(())
+}
+
+async fn run_scan(opts: scan::ScanOptions) -> anyhow::Result<scan::ScanReport> {
+    let report = tokio::task::spawn_blocking(move || scan::run(&opts))
+        .await
+        .context("the scan bench panicked")??;
+    Ok(report)
+}
