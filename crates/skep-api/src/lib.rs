@@ -23,10 +23,27 @@ pub fn schema() -> serde_json::Value {
     serde_json::to_value(&schema).unwrap_or_default()
 }
 
-/// The schema pretty-printed with a trailing newline, byte for byte what
-/// `skep crd` prints and what `crds/bulkjob.schema.json` holds.
+/// The schema pretty-printed with keys sorted and a trailing newline, byte for
+/// byte what `skep crd` prints and what `crds/bulkjob.schema.json` holds.
+///
+/// Keys are sorted here rather than left to `serde_json`: another crate in a
+/// build may turn on its `preserve_order` feature, which would change the
+/// output with the set of crates built.
 pub fn schema_pretty() -> String {
-    let mut out = serde_json::to_string_pretty(&schema()).unwrap_or_default();
+    let mut out = serde_json::to_string_pretty(&sorted(schema())).unwrap_or_default();
     out.push('\n');
     out
+}
+
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
