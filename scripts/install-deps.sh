@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what skep needs on Debian/Ubuntu, when it is missing:
 # Tesseract 5 with its C API and English data, Leptonica, clang (for the
-# leptess bindings) and the DejaVu fonts the test corpus is drawn with.
+# leptess bindings), the DejaVu fonts the test corpus is drawn with, and jq.
 # Safe to run again; does nothing when everything is there.
 set -euo pipefail
 
 packages=(
   libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng
   clang libclang-dev pkg-config fonts-dejavu-core
+  jq # the swarm end-to-end test reads JSON with it
 )
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, starts the servers the tests need, then runs
 # every check and test of the project: formatting, clippy, the generated
-# schema, unit, conformance and black-box tests. This is what CI runs
+# schema, unit, conformance and black-box tests, and the end-to-end test on
+# a real (single-node) Docker Swarm. This is what CI runs
 # (.ci/run). Servers run from .ci-work/ (git-ignored) and stop on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,15 @@ export SKEP_TEST_NX_URI
 SKEP_TEST_AMQP_URL="$(scripts/rabbitmq-test-server.sh start "$work/rabbitmq" "${SKEP_TEST_AMQP_PORT:-5800}")"
 export SKEP_TEST_AMQP_URL
 
+# A single-node swarm and the images, for the swarm runtime suite and the
+# end-to-end test (no registry needed: see scripts/build-images.sh).
+if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+  docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+fi
+scripts/build-images.sh
+export SKEP_TEST_SWARM=1 SKEP_TEST_IMAGE=skep-base:bookworm
+
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+tests/swarm/e2e.sh

@@ -21,18 +21,7 @@ const CHILD_TOPIC_VAR: &str = "SKEP_TEST_AMQP_CHILD_TOPIC";
 const CHILD_GOT: &str = "skep-child-holds:";
 
 fn broker_url() -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{URL_VAR} is not set: CI must run the RabbitMQ tests against a broker \
-                 (scripts/rabbitmq-test-server.sh start DIR PORT prints its URL)"
-            );
-            eprintln!("note: {URL_VAR} is not set; skipping a RabbitMQ test");
-            None
-        }
-    }
+    skep_testkit::server_from_env(URL_VAR, "scripts/rabbitmq-test-server.sh start DIR PORT prints its URL")
 }
 
 /// A topic prefix no other test run uses.

@@ -172,6 +172,24 @@ pub struct GeneratedFile {
 }
 
 /// Path of the ground-truth file for `rel_path`: `truth_dir/<rel_path>.txt`.
+/// The address of a test server named by the environment variable `var`, for
+/// a test that needs one. Unset (or blank) outside CI, the test is skipped with
+/// a note; under `CI=true` it fails, since CI must run every server test.
+/// `how` tells the reader how to start the server.
+pub fn server_from_env(var: &str, how: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{var} is not set: CI must run this test against a real server ({how})"
+            );
+            eprintln!("note: {var} is not set; skipping a test that needs a server ({how})");
+            None
+        }
+    }
+}
+
 pub fn truth_path(truth_dir: &Path, rel_path: &str) -> std::path::PathBuf {
     truth_dir.join(format!("{rel_path}.txt"))
 }

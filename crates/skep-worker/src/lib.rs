@@ -8,18 +8,26 @@
 //!   limit.
 //! - [`worker::run`] is the queue loop the `skep-worker` binary and the
 //!   local runtime of `skep run` both use.
+//! - [`service::run`] is `skep-worker run`: that loop as a swarm service
+//!   replica, with health endpoints, metrics and signal handling.
 
 mod engine;
 mod format;
+pub mod health;
+mod http;
+pub mod metrics;
 mod omp;
+pub mod service;
+pub mod shutdown;
 mod slot;
 pub mod worker;
 
 pub use engine::{DEFAULT_MAX_FILE_BYTES, Engine, EngineConfig, OcrError, Recognized};
 pub use format::{EXTENSIONS, ImageFormat, sniff};
 pub use omp::{OMP_ENV, ensure_single_threaded_tesseract};
+pub use shutdown::Shutdown;
 pub use slot::{MAX_ABANDONED, OcrSlot};
-pub use worker::{WorkerConfig, WorkerReport};
+pub use worker::{NoObserver, WorkerConfig, WorkerObserver, WorkerReport};
 
 /// The host name reported in results: `SKEP_NODE_NAME`, else the kernel's.
 pub fn node_name() -> String {

@@ -1,13 +1,21 @@
-//! `skep-worker`: the worker binary. `skep-worker ocr FILE...` reads files
+//! `skep-worker`: the worker binary. `skep-worker run` is what a swarm
+//! service replica runs: it takes tasks from the shared queue until stopped
+//! (see `skep_worker::service`). `skep-worker ocr FILE...` reads files
 //! directly and prints one JSON line per file, with the same engine, slots
 //! and time limits a queue-fed worker uses.
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use skep_worker::{DEFAULT_MAX_FILE_BYTES, EngineConfig, OcrSlot};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use skep_worker::service::{self, ServiceConfig};
+use skep_worker::worker::{DEFAULT_STOP_GRACE, DEFAULT_VISIBILITY_TIMEOUT};
+use skep_worker::{DEFAULT_MAX_FILE_BYTES, EngineConfig, OcrSlot, Shutdown, WorkerConfig};
+use tracing::{error, info};
 
 #[derive(Parser)]
 #[command(name = "skep-worker", version, about = "skep's OCR worker (Tesseract via leptess)")]
@@ -18,6 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Take tasks from the pool's queue until SIGTERM or SIGINT (a second
+    /// signal exits at once). Serves /livez, /readyz and /metrics.
+    Run(RunArgs),
     /// Read image files now and print one JSON line per file.
     Ocr {
         /// Image files (PNG, JPEG, TIFF incl. multi-page, BMP, GIF, WebP, PNM, JPEG 2000).
@@ -41,15 +52,95 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Worker pool whose tasks to take (a job's `spec.scaling.pool`).
+    #[arg(long, env = "SKEP_POOL", default_value = skep_api::DEFAULT_POOL, value_parser = parse_pool)]
+    pool: String,
+    /// Files read at once (one Tesseract thread each).
+    #[arg(long, env = "SKEP_WORKER_SLOTS", default_value_t = service::DEFAULT_SLOTS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    slots: u32,
+    /// Worker id reported in results; default: host name and process id.
+    #[arg(long, env = "SKEP_WORKER_ID")]
+    id: Option<String>,
+    /// Node reported in results; default: SKEP_NODE_NAME, else the host
+    /// name. A swarm service sets it to {{.Node.Hostname}}.
+    #[arg(long, env = "SKEP_NODE")]
+    node: Option<String>,
+    /// Address of the HTTP server for /livez, /readyz and /metrics.
+    #[arg(long, env = "SKEP_WORKER_LISTEN", default_value = service::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Seconds in-flight files may run on after SIGTERM; keep it below the
+    /// service's stop grace period (30 s), after which SIGKILL follows.
+    #[arg(long, env = "SKEP_STOP_GRACE", value_name = "SECONDS", default_value_t = DEFAULT_STOP_GRACE.as_secs())]
+    stop_grace: u64,
+    /// Seconds a task may go untouched before the queue hands it to another
+    /// worker (a working worker touches its tasks well within it).
+    #[arg(long, env = "SKEP_VISIBILITY_TIMEOUT", value_name = "SECONDS",
+          default_value_t = DEFAULT_VISIBILITY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    visibility_timeout: u64,
+    /// Seconds without a task subscription (broker not up yet, or lost)
+    /// after which the worker exits non-zero, to be restarted.
+    #[arg(long, env = "SKEP_QUEUE_TIMEOUT", value_name = "SECONDS",
+          default_value_t = service::DEFAULT_QUEUE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    queue_timeout: u64,
+}
+
+#[derive(Args)]
+struct QueueArgs {
+    /// Task queue: amqp://user:password@host:port/vhost or amqps://...
+    /// Required, here or from --queue-file.
+    #[arg(long = "queue", env = "SKEP_QUEUE", value_name = "URL", hide_env_values = true)]
+    url: Option<String>,
+    /// File holding the task queue URL (a Docker secret).
+    #[arg(
+        long = "queue-file",
+        env = "SKEP_QUEUE_FILE",
+        value_name = "PATH",
+        conflicts_with = "url"
+    )]
+    file: Option<PathBuf>,
+}
+
+fn parse_pool(s: &str) -> Result<String, String> {
+    if skep_api::is_dns_label(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("a pool name is a DNS label: lowercase letters, digits and '-', at most 63".to_owned())
+    }
+}
+
+/// Prints a usage error and exits with code 2.
+fn usage_error(message: impl std::fmt::Display) -> ! {
+    Cli::command().error(ErrorKind::ValueValidation, message).exit()
+}
+
 fn main() -> anyhow::Result<()> {
     skep_worker::ensure_single_threaded_tesseract();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKEP_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Run(_) => "info",
+        Command::Ocr { .. } => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKEP_LOG").unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
+        Command::Run(args) => {
+            let cfg = service_config(args);
+            let code = rt.block_on(run(cfg));
+            // NB: exit here rather than drop the runtime: a timed-out OCR
+            // thread may still be reading, and nothing it does matters now.
+            std::process::exit(code);
+        }
         Command::Ocr {
             files,
             lang,
@@ -58,6 +149,60 @@ fn main() -> anyhow::Result<()> {
             timeout,
             slots,
         } => rt.block_on(ocr(files, lang, psm, dpi, timeout, slots)),
+    }
+}
+
+/// Resolves the run flags, exiting with a usage error when they are unusable.
+fn service_config(args: RunArgs) -> ServiceConfig {
+    let raw = match (args.queue.url, args.queue.file) {
+        (Some(url), _) => url,
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().to_owned(),
+            Err(e) => usage_error(format!("cannot read the queue URL from {}: {e}", path.display())),
+        },
+        (None, None) => usage_error("no task queue given: pass --queue URL, or set SKEP_QUEUE or SKEP_QUEUE_FILE"),
+    };
+    let queue = service::worker_queue_url(&raw).unwrap_or_else(|e| usage_error(e));
+    let id = args
+        .id
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(service::default_worker_id);
+    let node = args
+        .node
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(skep_worker::node_name);
+    let mut worker = WorkerConfig::new(id, node, args.pool, args.slots as usize);
+    worker.stop_grace = Duration::from_secs(args.stop_grace);
+    worker.visibility_timeout = Duration::from_secs(args.visibility_timeout);
+    ServiceConfig {
+        queue,
+        worker,
+        listen: args.listen,
+        queue_timeout: Duration::from_secs(args.queue_timeout),
+    }
+}
+
+/// Runs the worker service; returns the process exit code.
+async fn run(cfg: ServiceConfig) -> i32 {
+    let shutdown = Shutdown::new();
+    if let Err(e) = shutdown.on_signals() {
+        error!(error = %e, "cannot listen for signals");
+        return 1;
+    }
+    info!(
+        worker = %cfg.worker.id,
+        node = %cfg.worker.node,
+        pool = %cfg.worker.pool,
+        slots = cfg.worker.slots,
+        queue = %cfg.queue,
+        "skep-worker starting"
+    );
+    match service::run(cfg, shutdown).await {
+        Ok(_) => 0,
+        Err(e) => {
+            error!(error = %e, "skep-worker failed");
+            e.exit_code()
+        }
     }
 }
 

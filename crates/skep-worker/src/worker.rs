@@ -23,7 +23,7 @@ use bytes::Bytes;
 use skep_api::{
     FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, WIRE_VERSION, WorkerRef, task_topic,
 };
-use skep_queue::{Delivery, SubscribeOptions, Subscription, TaskQueue};
+use skep_queue::{Delivery, QueueError, SubscribeOptions, Subscription, TaskQueue};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,34 @@ use crate::slot::OcrSlot;
 pub const WORKER_CHANNEL: &str = "workers";
 pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(25);
+
+/// Hooks the worker loop calls as it goes, for metrics and health checks.
+/// Called from the loop and its tasks: implementations must return at once
+/// (no blocking, no I/O).
+pub trait WorkerObserver: Send + Sync + std::fmt::Debug {
+    /// Subscribed to the pool's task topic: the worker takes tasks.
+    fn subscribed(&self) {}
+    /// The subscription could not be made (`Some(error)`) or ended (`None`:
+    /// the broker connection was lost or the queue deleted). The loop
+    /// subscribes again with backoff.
+    fn unsubscribed(&self, _error: Option<&QueueError>) {}
+    /// A delivery was taken and is being worked on.
+    fn task_started(&self) {}
+    /// A delivery taken earlier is no longer worked on: settled, handed
+    /// back, or its task aborted at the end of the stop grace. Exactly once
+    /// per [`WorkerObserver::task_started`].
+    fn task_ended(&self) {}
+    /// A result was published: its file is answered.
+    fn result_published(&self, _result: &ResultMessage) {}
+    /// Publishing a result failed; the loop retries.
+    fn publish_failed(&self, _error: &QueueError) {}
+}
+
+/// The observer that ignores everything: the default.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl WorkerObserver for NoObserver {}
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -52,6 +80,9 @@ pub struct WorkerConfig {
     pub max_file_bytes: u64,
     /// How long in-flight files may run on after shutdown begins.
     pub stop_grace: Duration,
+    /// Told of subscriptions and files as they happen; [`NoObserver`] by
+    /// default.
+    pub observer: Arc<dyn WorkerObserver>,
 }
 
 impl WorkerConfig {
@@ -64,6 +95,7 @@ impl WorkerConfig {
             visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             stop_grace: DEFAULT_STOP_GRACE,
+            observer: Arc::new(NoObserver),
         }
     }
 }
@@ -127,10 +159,12 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
                     match ctx.queue.subscribe(&task_topic(&ctx.cfg.pool), opts).await {
                         Ok(s) => {
                             backoff = Duration::from_millis(100);
+                            ctx.cfg.observer.subscribed();
                             sub.insert(s)
                         }
                         Err(error) => {
                             warn!(%error, retry_in = ?backoff, "cannot subscribe to the task queue");
+                            ctx.cfg.observer.unsubscribed(Some(&error));
                             tokio::select! {
                                 _ = shutdown.cancelled() => break 'outer,
                                 _ = tokio::time::sleep(backoff) => {}
@@ -147,6 +181,7 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
                     Some(d) => break d,
                     None => {
                         warn!("task subscription ended; subscribing again");
+                        ctx.cfg.observer.unsubscribed(None);
                         sub = None;
                     }
                 },
@@ -155,8 +190,11 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
         let ctx = ctx.clone();
         let free_tx = free_tx.clone();
         let span = info_span!("task", worker = %ctx.cfg.id, delivery = %delivery.id);
+        ctx.cfg.observer.task_started();
+        let ended = TaskEnded(ctx.cfg.observer.clone());
         tasks.spawn(
             async move {
+                let _ended = ended;
                 let mut slot = slot;
                 process(&ctx, delivery, &mut slot).await;
                 let _ = free_tx.send(slot).await;
@@ -187,6 +225,15 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
     };
     info!(worker = %ctx.cfg.id, in_flight_at_stop = in_flight, ?report, "worker stopped");
     report
+}
+
+/// Tells the observer a task ended when dropped, however the task ends.
+struct TaskEnded(Arc<dyn WorkerObserver>);
+
+impl Drop for TaskEnded {
+    fn drop(&mut self) {
+        self.0.task_ended();
+    }
 }
 
 async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
@@ -260,6 +307,9 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
     };
     let body = Bytes::from(result.encode());
     let published = keep_alive(&delivery, ctx.cfg.visibility_timeout, publish_result(ctx, body)).await;
+    if published {
+        ctx.cfg.observer.result_published(&result);
+    }
     if published && exhausted {
         // The controller has its answer; the task itself goes where an
         // operator can look at what kept killing workers.
@@ -286,6 +336,7 @@ async fn publish_result(ctx: &Ctx, body: Bytes) -> bool {
             Ok(()) => return true,
             Err(error) => {
                 warn!(%error, retry_in = ?backoff, "publishing a result failed");
+                ctx.cfg.observer.publish_failed(&error);
                 tokio::select! {
                     _ = ctx.hard_stop.cancelled() => return false,
                     _ = tokio::time::sleep(backoff) => {}

@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use skep_api::{FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, WIRE_VERSION, task_topic};
 use skep_queue::{MemoryQueue, SubscribeOptions, TaskQueue};
 use skep_testkit::{CorpusOptions, GeneratedFile, ImageFormat, PageSize, cer, generate_corpus, load_truth};
-use skep_worker::{DEFAULT_MAX_FILE_BYTES, Engine, EngineConfig, OcrSlot, WorkerConfig, worker};
+use skep_worker::{DEFAULT_MAX_FILE_BYTES, Engine, EngineConfig, OcrSlot, WorkerConfig, WorkerObserver, worker};
 use tokio_util::sync::CancellationToken;
 
 struct Corpus {
@@ -237,4 +238,68 @@ async fn worker_answers_every_task_once_and_drains_on_shutdown() {
         .await
         .expect("depth");
     assert_eq!(dead.ready, 1, "the exhausted task went to the dead-letter topic");
+}
+
+/// Counts what the worker loop tells its observer.
+#[derive(Debug, Default)]
+struct Counting {
+    subscribed: AtomicU64,
+    started: AtomicU64,
+    ended: AtomicU64,
+    published: AtomicU64,
+}
+
+impl WorkerObserver for Counting {
+    fn subscribed(&self) {
+        self.subscribed.fetch_add(1, Ordering::SeqCst);
+    }
+    fn task_started(&self) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+    fn task_ended(&self) {
+        self.ended.fetch_add(1, Ordering::SeqCst);
+    }
+    fn result_published(&self, _result: &ResultMessage) {
+        self.published.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_sees_every_task_end_even_one_handed_back() {
+    let c = corpus(2, vec![ImageFormat::Png], None, false);
+    let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
+    let msgs = c
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| task(&c.pages.join(&f.rel_path), i as u64, 3))
+        .collect();
+    queue.publish(&task_topic("obs"), msgs).await.expect("publish");
+    let seen = Arc::new(Counting::default());
+    let mut cfg = WorkerConfig::new("w-obs", "node-a", "obs", 1);
+    cfg.stop_grace = Duration::ZERO;
+    cfg.observer = seen.clone();
+    let stop = CancellationToken::new();
+    let w = tokio::spawn(worker::run(queue.clone(), cfg, stop.clone()));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen.started.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("a task starts");
+    stop.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(30), w)
+        .await
+        .expect("stops")
+        .expect("joins");
+    assert_eq!(report.handed_back, 1, "{report:?}");
+    assert_eq!(seen.subscribed.load(Ordering::SeqCst), 1);
+    let started = seen.started.load(Ordering::SeqCst);
+    assert_eq!(
+        seen.ended.load(Ordering::SeqCst),
+        started,
+        "in flight must come back to 0"
+    );
+    assert_eq!(seen.published.load(Ordering::SeqCst), report.succeeded + report.failed);
 }

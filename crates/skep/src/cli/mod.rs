@@ -113,8 +113,10 @@ pub enum Command {
         #[arg(long)]
         timeout: Option<u64>,
     },
-    /// Run the controller on the embedded backends (in-process queue, local
-    /// workers) until interrupted; `skep apply` jobs to it.
+    /// Run the controller until interrupted; `skep apply` jobs to it. Workers
+    /// run as tasks of this process (`--runtime local`, the default) or as a
+    /// Docker Swarm service per pool (`--runtime swarm`, which needs a queue
+    /// the workers can reach).
     Controller(ControllerArgs),
     /// Print the BulkJob JSON Schema (crds/bulkjob.schema.json).
     Crd,
@@ -138,9 +140,23 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// Where `skep controller` runs worker replicas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// Worker tasks inside this process.
+    #[default]
+    Local,
+    /// A Docker Swarm service per pool, through DOCKER_HOST (default
+    /// unix:///var/run/docker.sock), which must be a swarm manager.
+    Swarm,
+}
+
 #[derive(Debug, Args)]
 pub struct ControllerArgs {
-    /// Local worker replicas at most (default: one per core).
+    /// Where worker replicas run.
+    #[arg(long, env = "SKEP_RUNTIME", value_enum, default_value_t)]
+    pub runtime: RuntimeKind,
+    /// Local worker replicas at most (default: one per core; local runtime).
     #[arg(long, env = "SKEP_WORKERS")]
     pub workers: Option<u32>,
     #[command(flatten)]
@@ -151,7 +167,63 @@ pub struct ControllerArgs {
     /// Seconds a pool waits after a change before it scales down.
     #[arg(long, env = "SKEP_SCALE_DOWN_COOLDOWN_SECONDS", default_value_t = crate::controller::DEFAULT_SCALE_DOWN_COOLDOWN.as_secs())]
     pub scale_down_cooldown_seconds: u64,
+    // NB: last, so that its help heading covers its flags only.
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
 }
+
+/// The swarm runtime: how pool `P` maps to service `<prefix>P`, and the
+/// template for creating that service when it does not exist.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Swarm runtime (--runtime swarm)")]
+pub struct SwarmArgs {
+    /// Image of the worker services skep creates. Without it, each pool's
+    /// service must exist already (deployed from a stack file, say).
+    #[arg(long, env = "SKEP_WORKER_IMAGE")]
+    pub worker_image: Option<String>,
+    /// Extra worker environment, KEY=VALUE (repeat, or comma-separate).
+    /// SKEP_QUEUE (the controller's queue), SKEP_POOL, SKEP_NODE and
+    /// SKEP_WORKER_SLOTS are set unless given here (SKEP_POOL always).
+    #[arg(long = "worker-env", env = "SKEP_WORKER_ENV", value_delimiter = ',', value_parser = crate::runtime::swarm::parse_env)]
+    pub worker_env: Vec<(String, String)>,
+    /// Bind mounts of the workers, SRC:DST[:ro] (repeat, or comma-separate).
+    #[arg(long = "worker-mount", env = "SKEP_WORKER_MOUNTS", value_delimiter = ',')]
+    pub worker_mounts: Vec<crate::runtime::swarm::BindMount>,
+    /// Networks the workers join (repeat, or comma-separate).
+    #[arg(long = "worker-network", env = "SKEP_WORKER_NETWORK", value_delimiter = ',')]
+    pub worker_networks: Vec<String>,
+    /// CPU reserved per worker replica, in cores (0: none).
+    #[arg(long, env = "SKEP_WORKER_CPUS", default_value_t = DEFAULT_WORKER_CPUS)]
+    pub worker_cpus: f64,
+    /// Memory reserved per worker replica, e.g. 512M or 1G (0: none).
+    #[arg(long, env = "SKEP_WORKER_MEMORY", default_value = DEFAULT_WORKER_MEMORY, value_parser = crate::runtime::swarm::parse_memory)]
+    pub worker_memory: u64,
+    /// CPU limit per worker replica, in cores (default: none).
+    #[arg(long, env = "SKEP_WORKER_CPU_LIMIT")]
+    pub worker_cpu_limit: Option<f64>,
+    /// Memory limit per worker replica, e.g. 1G (default: none).
+    #[arg(long, env = "SKEP_WORKER_MEMORY_LIMIT", value_parser = crate::runtime::swarm::parse_memory)]
+    pub worker_memory_limit: Option<u64>,
+    /// Placement constraints of the workers, e.g. node.labels.ocr==true
+    /// (repeat, or comma-separate).
+    #[arg(long = "worker-constraint", env = "SKEP_WORKER_CONSTRAINTS", value_delimiter = ',')]
+    pub worker_constraints: Vec<String>,
+    /// Service name = this prefix + the pool name.
+    #[arg(long, env = "SKEP_SERVICE_PREFIX", default_value = crate::runtime::swarm::DEFAULT_SERVICE_PREFIX)]
+    pub service_prefix: String,
+    /// OCR slots per worker replica.
+    #[arg(long, env = "SKEP_WORKER_SLOTS", default_value_t = crate::runtime::swarm::DEFAULT_SLOTS_PER_REPLICA)]
+    pub worker_slots: u32,
+    /// Multiplies the worker replicas counted per node (as many as its CPUs
+    /// and memory fit by the reservations; one per core without any).
+    #[arg(long, env = "SKEP_NODE_FACTOR", default_value_t = crate::runtime::swarm::DEFAULT_NODE_FACTOR)]
+    pub node_factor: f64,
+}
+
+/// Default `--worker-cpus`.
+pub const DEFAULT_WORKER_CPUS: f64 = 1.0;
+/// Default `--worker-memory`.
+pub const DEFAULT_WORKER_MEMORY: &str = "384M";
 
 /// A command's failure, with the exit code it maps to.
 #[derive(Debug)]
@@ -203,9 +275,10 @@ fn store_url(global: &GlobalArgs) -> Result<StoreUrl, CliError> {
         .unwrap_or_else(|| StoreUrl::Sqlite(default_store_path())))
 }
 
-/// Connects the queue named by `--queue`, `SKEP_QUEUE` or the file named
-/// by `SKEP_QUEUE_FILE`; in-process when none is set.
-async fn open_queue(args: &QueueArgs) -> Result<std::sync::Arc<dyn skep_queue::TaskQueue>, CliError> {
+/// The queue URL named by `--queue`, `SKEP_QUEUE` or the file named by
+/// `SKEP_QUEUE_FILE` (`memory:`, in-process, when none is set), as given
+/// and as parsed.
+fn queue_url(args: &QueueArgs) -> Result<(String, skep_queue::QueueUrl), CliError> {
     let raw = match (
         &args.queue,
         std::env::var("SKEP_QUEUE_FILE").ok().filter(|s| !s.trim().is_empty()),
@@ -215,7 +288,17 @@ async fn open_queue(args: &QueueArgs) -> Result<std::sync::Arc<dyn skep_queue::T
             .map_err(|e| CliError::invalid(format!("SKEP_QUEUE_FILE: cannot read {path}: {}", e.kind())))?,
         (None, None) => "memory:".to_owned(),
     };
+    let raw = raw.trim().to_owned();
     let url = skep_queue::QueueUrl::parse(&raw).map_err(|e| CliError::invalid(format!("--queue: {e}")))?;
+    Ok((raw, url))
+}
+
+/// Connects the queue [`queue_url`] names.
+async fn open_queue(args: &QueueArgs) -> Result<std::sync::Arc<dyn skep_queue::TaskQueue>, CliError> {
+    connect_queue(&queue_url(args)?.1).await
+}
+
+async fn connect_queue(url: &skep_queue::QueueUrl) -> Result<std::sync::Arc<dyn skep_queue::TaskQueue>, CliError> {
     url.connect()
         .await
         .map_err(|e| CliError::failed(format!("cannot connect to the queue {url}: {e}")))

@@ -1,5 +1,6 @@
-//! `skep run` and `skep controller` with local worker replicas, on the store
-//! and queue their flags name (SQLite and in-process by default).
+//! `skep run` (local worker replicas) and `skep controller` (local or swarm
+//! worker replicas), on the store and queue their flags name (SQLite and
+//! in-process by default).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -11,11 +12,12 @@ use skep_queue::TaskQueue;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CliError, CliResult, ControllerArgs, GlobalArgs, OutputFormat, RunArgs, exit, load_job_file, open_queue,
-    open_store, print,
+    CliError, CliResult, ControllerArgs, GlobalArgs, OutputFormat, RunArgs, RuntimeKind, SwarmArgs, connect_queue,
+    exit, load_job_file, open_queue, open_store, print, queue_url,
 };
 use crate::controller::{Controller, ControllerConfig};
-use crate::runtime::{LocalRuntime, Runtime};
+use crate::runtime::swarm::{ServiceTemplate, SwarmConfig};
+use crate::runtime::{LocalRuntime, Runtime, SwarmRuntime};
 use crate::store::{LeaseState, Store};
 
 /// How often `skep run` reads the job's status for its progress bar.
@@ -170,25 +172,96 @@ async fn watch_progress(
     }
 }
 
+/// The swarm runtime's configuration from its flags; workers get
+/// `queue` (the controller's own queue URL) unless `--worker-env` names one.
+fn swarm_config(args: &SwarmArgs, queue: String) -> Result<SwarmConfig, CliError> {
+    if !(args.node_factor.is_finite() && args.node_factor > 0.0) {
+        return Err(CliError::invalid(format!(
+            "--node-factor must be above 0, got {}",
+            args.node_factor
+        )));
+    }
+    for (flag, v) in [
+        ("--worker-cpus", Some(args.worker_cpus)),
+        ("--worker-cpu-limit", args.worker_cpu_limit),
+    ] {
+        if v.is_some_and(|c| !c.is_finite() || c < 0.0) {
+            return Err(CliError::invalid(format!("{flag} must be 0 or more cores")));
+        }
+    }
+    if args.service_prefix.is_empty() {
+        return Err(CliError::invalid("--service-prefix must not be empty"));
+    }
+    let template = args.worker_image.as_ref().map(|image| ServiceTemplate {
+        env: args.worker_env.clone(),
+        queue: Some(queue),
+        mounts: args.worker_mounts.clone(),
+        networks: args.worker_networks.clone(),
+        cpu_reservation: Some(args.worker_cpus),
+        memory_reservation: Some(args.worker_memory),
+        cpu_limit: args.worker_cpu_limit,
+        memory_limit: args.worker_memory_limit,
+        constraints: args.worker_constraints.clone(),
+        ..ServiceTemplate::new(image.clone())
+    });
+    Ok(SwarmConfig {
+        service_prefix: args.service_prefix.clone(),
+        slots_per_replica: args.worker_slots.max(1),
+        node_factor: args.node_factor,
+        template,
+        ..SwarmConfig::default()
+    })
+}
+
 pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult {
+    let (raw_queue, queue_url) = queue_url(&args.queue)?;
+    let swarm = match args.runtime {
+        RuntimeKind::Local => None,
+        RuntimeKind::Swarm if queue_url.backend() == "memory" => {
+            return Err(CliError::invalid(
+                "--runtime swarm needs a queue the worker services can reach (--queue amqp://… or SKEP_QUEUE); \
+                 memory: lives inside this process",
+            ));
+        }
+        RuntimeKind::Swarm => Some(swarm_config(&args.swarm, raw_queue)?),
+    };
+    // NB: the swarm first: a daemon that is not a manager is the likeliest
+    // misconfiguration, and checking it costs nothing.
+    let swarm = match swarm {
+        Some(cfg) => {
+            let swarm = SwarmRuntime::connect(cfg)
+                .await
+                .map_err(|e| CliError::failed(format!("cannot use the swarm: {e}")))?;
+            tracing::info!(docker = swarm.endpoint(), service_prefix = %swarm.config().service_prefix, "swarm runtime connected");
+            Some(swarm)
+        }
+        None => None,
+    };
     let store = open_store(global).await?;
-    let queue = open_queue(&args.queue).await?;
+    let queue = connect_queue(&queue_url).await?;
     let shutdown = super::shutdown_on_signals();
-    let parts = embedded(store, queue, args.workers);
+    let (runtime, local): (Arc<dyn Runtime>, Option<Arc<LocalRuntime>>) = match swarm {
+        Some(swarm) => (Arc::new(swarm), None),
+        None => {
+            let local = embedded(store.clone(), queue.clone(), args.workers).runtime;
+            (local.clone(), Some(local))
+        }
+    };
     let cfg = ControllerConfig {
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         scale_down_cooldown: Duration::from_secs(args.scale_down_cooldown_seconds),
         default_output_root: std::env::current_dir().unwrap_or_default().join("skep-output"),
         ..ControllerConfig::default()
     };
-    let runtime: Arc<dyn Runtime> = parts.runtime.clone();
-    let Some(c) = Controller::start(parts.store, parts.queue, runtime, cfg, shutdown.clone(), lease_waiter).await?
-    else {
+    let backend = runtime.backend();
+    let Some(c) = Controller::start(store, queue, runtime, cfg, shutdown.clone(), lease_waiter).await? else {
         return Ok(exit::INTERRUPTED);
     };
-    tracing::info!("controller running on the embedded backends; Ctrl-C to stop");
+    tracing::info!(runtime = backend, "controller running; Ctrl-C to stop");
     let res = c.wait().await;
-    parts.runtime.shutdown().await;
+    if let Some(local) = local {
+        local.shutdown().await;
+    }
     res?;
     Ok(exit::OK)
 }

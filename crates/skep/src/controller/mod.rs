@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError, RuntimeEvent};
 use crate::store::{Store, StoreError};
 use backoff::Backoff;
 use scheduler::Trigger;
@@ -282,6 +282,9 @@ impl Controller {
         tasks.spawn(watch(ctx.clone(), stop.clone()).instrument(info_span!("watch")));
         tasks.spawn(ingest::run(ctx.clone(), stop.clone()).instrument(info_span!("ingest")));
         tasks.spawn(resync(ctx.clone(), stop.clone()).instrument(info_span!("resync")));
+        if let Some(events) = ctx.runtime.events() {
+            tasks.spawn(runtime_events(ctx.clone(), events, stop.clone()).instrument(info_span!("runtime_events")));
+        }
         let work_ctx = ctx.clone();
         let sched_stop = stop.clone();
         tasks.spawn(
@@ -355,6 +358,48 @@ async fn watch(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
             ev = events.next() => match ev {
                 Some(crate::store::WatchEvent::Changed(name)) => ctx.trigger(Key::Job(name)).await,
                 None => return Err(Error::TaskEnded("the store watch ended".into())),
+            }
+        }
+    }
+}
+
+/// Runtime changes (a node drained, a service scaled by hand, a replica
+/// gone) reconcile the pools they touch at once. As with the resync, only
+/// pools some job names are reconciled: a service no job uses is left
+/// alone.
+async fn runtime_events(
+    ctx: Arc<Context>,
+    mut events: futures::stream::BoxStream<'static, RuntimeEvent>,
+    stop: CancellationToken,
+) -> Result<()> {
+    use futures::{FutureExt, StreamExt};
+    /// Events read at once, so that a burst costs one store read.
+    const BATCH: usize = 64;
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            ev = events.next() => ev.ok_or_else(|| Error::TaskEnded("the runtime's event stream ended".into()))?,
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH
+            && let Some(Some(ev)) = events.next().now_or_never()
+        {
+            batch.push(ev);
+        }
+        let jobs = match ctx.store_call(ctx.store.list_jobs()).await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                warn!(%error, "runtime events: could not list jobs; the resync will catch up");
+                continue;
+            }
+        };
+        let in_use: std::collections::BTreeSet<String> = jobs.into_iter().map(|j| j.spec.scaling.pool).collect();
+        let everything = batch
+            .iter()
+            .any(|e| matches!(e, RuntimeEvent::Nodes | RuntimeEvent::Resync));
+        for pool in in_use {
+            if everything || batch.contains(&RuntimeEvent::Pool(pool.clone())) {
+                ctx.trigger(Key::Pool(pool)).await;
             }
         }
     }

@@ -3,10 +3,13 @@
 //! `skep run`. The controller scales both the same way.
 
 mod local;
+pub mod swarm;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 
 pub use local::LocalRuntime;
+pub use swarm::SwarmRuntime;
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
@@ -45,11 +48,24 @@ pub struct Capacity {
 pub struct PoolState {
     /// Replicas asked for.
     pub desired: u32,
-    /// Replicas running (a replica that was asked to stop counts until it
-    /// has stopped).
+    /// Replicas running. Local: a replica that was asked to stop counts
+    /// until it has stopped. Swarm: only tasks that are running and meant to
+    /// keep running (a task told to shut down takes no new work).
     pub running: u32,
     /// Nodes the running replicas are on.
     pub nodes: Vec<String>,
+}
+
+/// A change the runtime noticed by itself, for the controller to reconcile
+/// at once rather than at its next resync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    /// The pool's service or one of its replicas changed.
+    Pool(String),
+    /// Nodes joined, left or changed: every pool's capacity may differ.
+    Nodes,
+    /// The feed (re)connected; changes during the gap are not known.
+    Resync,
 }
 
 #[async_trait]
@@ -62,4 +78,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// owns its definition.
     async fn set_replicas(&self, pool: &str, replicas: u32) -> Result<()>;
     async fn observe(&self, pool: &str) -> Result<PoolState>;
+    /// Changes made outside the controller (a node drained, a service
+    /// scaled by hand, a replica that died), as they happen. `None`: the
+    /// runtime has no such feed and the periodic resync must do. The
+    /// stream reconnects by itself and never ends while the runtime lives.
+    fn events(&self) -> Option<BoxStream<'static, RuntimeEvent>> {
+        None
+    }
 }
