@@ -94,6 +94,9 @@ spec:
 EOF
 
 # --- deploy ------------------------------------------------------------------
+# The production stack cannot be deployed here (its broker and store images
+# cannot be pulled), but it must at least be a valid stack file.
+docker stack config -c manifests/docker-stack.yml >/dev/null || fail "manifests/docker-stack.yml is not a valid stack file"
 SKEP_E2E_STORE="$store" SKEP_E2E_QUEUE="$SKEP_TEST_AMQP_URL" SKEP_E2E_DATA="$data" \
   docker stack deploy -c tests/swarm/stack.yml "$stack" >/dev/null
 for _ in $(seq 1 120); do
@@ -161,6 +164,7 @@ t_back=""
 for _ in $(seq 1 300); do
   if [ "$(replicas)" = 0 ]; then
     t_back="$(now)"
+    [ "$last" != 0 ] && timeline="$timeline -> 0 (after the job)"
     break
   fi
   sleep 0.1
