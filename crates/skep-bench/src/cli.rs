@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use skep_testkit::PageSize;
 
 use crate::dispatch::DispatchOptions;
+use crate::ingest::IngestOptions;
 use crate::ocr::OcrOptions;
 use crate::scan::ScanOptions;
 
@@ -32,13 +33,17 @@ pub enum Command {
     /// tesseract command; compare pages/s and error rates.
     Ocr(OcrOptions),
     /// Pass task messages through the in-process queue and through a plain
-    /// tokio channel; compare tasks/s.
+    /// tokio channel, and with --queue through a RabbitMQ broker; compare
+    /// tasks/s.
     Dispatch(DispatchOptions),
+    /// Write results into a SQLite store and with --store into another
+    /// (MongoDB); compare results/s.
+    Ingest(IngestOptions),
     /// Scan a tree of empty .png files with skep's folder scan and with
     /// find; compare files/s.
     Scan(ScanOptions),
     /// Every bench with defaults (a few minutes on 2 cores): ocr on small
-    /// pages, ocr on a few A4 pages, dispatch, scan.
+    /// pages, ocr on a few A4 pages, dispatch, ingest (SQLite only), scan.
     All,
 }
 
@@ -48,6 +53,7 @@ pub struct AllPlan {
     pub ocr_small: OcrOptions,
     pub ocr_a4: OcrOptions,
     pub dispatch: DispatchOptions,
+    pub ingest: IngestOptions,
     pub scan: ScanOptions,
 }
 
@@ -62,6 +68,7 @@ impl Default for AllPlan {
                 ..OcrOptions::default()
             },
             dispatch: DispatchOptions::default(),
+            ingest: IngestOptions::default(),
             scan: ScanOptions::default(),
         }
     }
@@ -89,6 +96,29 @@ mod tests {
         );
         let cli = Cli::try_parse_from(["skep-bench", "dispatch", "--json"]).expect("parses");
         assert!(cli.json);
+        let cli = Cli::try_parse_from([
+            "skep-bench",
+            "dispatch",
+            "--queue",
+            "amqp://guest:guest@127.0.0.1:5950/%2f",
+            "--queue",
+            "amqp://127.0.0.1:5960",
+        ])
+        .expect("parses");
+        let Command::Dispatch(d) = cli.command else {
+            panic!("not dispatch")
+        };
+        assert_eq!((d.queues.len(), d.broker_tasks, d.in_flight), (2, 100_000, 8));
+        assert!(Cli::try_parse_from(["skep-bench", "dispatch", "--queue", "memory:"]).is_err());
+        let cli = Cli::try_parse_from(["skep-bench", "ingest", "--store", "mongodb://127.0.0.1:27250/bench"])
+            .expect("parses");
+        let Command::Ingest(i) = cli.command else {
+            panic!("not ingest")
+        };
+        assert_eq!(
+            (i.tasks, i.store_tasks, i.rounds, i.stores.len()),
+            (20_000, 5_000, 3, 1)
+        );
         assert!(Cli::try_parse_from(["skep-bench", "ocr", "--psm", "2"]).is_err());
         assert!(Cli::try_parse_from(["skep-bench", "ocr", "--size", "letter"]).is_err());
     }

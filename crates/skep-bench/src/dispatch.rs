@@ -7,17 +7,24 @@
 //! an empty queue. The channel does the same with its one receiver, so the
 //! ratio is the price of the queue's semantics: shared consumers, in-flight
 //! tracking, acks and redelivery.
+//!
+//! With `--queue amqp://…` the publish and consume+ack phases also run
+//! against that RabbitMQ broker, after the in-process rounds, with fewer
+//! messages (`--broker-tasks`) on a topic of their own that is deleted after
+//! each round; the report gives the broker's rates against the in-process
+//! queue's and against [`GOAL_BROKER_TASKS_PER_S`].
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::builder::RangedU64ValueParser;
 use serde::Serialize;
 use skep_api::{TaskMessage, WIRE_VERSION, task_topic};
-use skep_queue::{MemoryQueue, QueueError, SubscribeOptions, TaskQueue};
+use skep_queue::{AmqpQueue, MemoryQueue, QueueError, QueueUrl, SubscribeOptions, Subscription, TaskQueue};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, info_span};
@@ -31,11 +38,17 @@ pub const DEFAULT_BATCH: usize = 1_000;
 pub const DEFAULT_ROUNDS: usize = 5;
 /// Tasks per second every queue phase should reach.
 pub const GOAL_TASKS_PER_S: f64 = 200_000.0;
+/// Task messages per phase against a broker: each is a network round trip
+/// away, so fewer than in process.
+pub const DEFAULT_BROKER_TASKS: usize = 100_000;
+/// Tasks per second a real broker should take from the publisher (issue #3).
+pub const GOAL_BROKER_TASKS_PER_S: f64 = 50_000.0;
 const POOL: &str = "bench";
 const CHANNEL: &str = "workers";
 const VISIBILITY: Duration = Duration::from_secs(60);
-/// Deliveries a consumer may hold; it acks each before taking the next.
-const MAX_IN_FLIGHT: usize = 8;
+/// Deliveries a consumer may hold by default; it acks each before taking
+/// the next.
+pub const DEFAULT_IN_FLIGHT: usize = 8;
 /// How long a consumer waits for a message before the run is stalled.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -43,8 +56,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the in-process queue failed")]
+    #[error("the queue failed")]
     Queue(#[source] QueueError),
+    /// Connecting to, or cleaning up on, a broker given by `--queue`.
+    #[error("broker {url}: {what}")]
+    Broker {
+        url: String,
+        what: &'static str,
+        #[source]
+        source: QueueError,
+    },
     /// A consumer waited too long for the next message.
     #[error("no message for {waited:?}")]
     Stalled { waited: Duration },
@@ -77,6 +98,52 @@ pub struct DispatchOptions {
     #[arg(long, default_value_t = DEFAULT_ROUNDS, env = "SKEP_BENCH_ROUNDS",
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub rounds: usize,
+    /// Deliveries each consumer may hold at once.
+    #[arg(long, default_value_t = DEFAULT_IN_FLIGHT, env = "SKEP_BENCH_IN_FLIGHT",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_535))]
+    pub in_flight: usize,
+    /// A RabbitMQ broker (`amqp://user:password@host:port/vhost`) to run
+    /// the publish and consume+ack phases against as well; repeatable.
+    #[arg(long = "queue", value_name = "URL", value_parser = BrokerUrl::parse)]
+    pub queues: Vec<BrokerUrl>,
+    /// Task messages per phase against each `--queue`.
+    #[arg(long, default_value_t = DEFAULT_BROKER_TASKS, env = "SKEP_BENCH_BROKER_TASKS",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub broker_tasks: usize,
+}
+
+/// A broker URL as given, with its password; `Display` and `Debug` hide it.
+#[derive(Clone)]
+pub struct BrokerUrl {
+    raw: String,
+    url: QueueUrl,
+}
+
+impl BrokerUrl {
+    /// An `amqp://` or `amqps://` URL; other queues are not brokers to
+    /// bench (the in-process one is the baseline).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = QueueUrl::parse(s).map_err(|e| e.to_string())?;
+        if url.backend() != "amqp" {
+            return Err(format!("{url}: only amqp:// and amqps:// brokers can be benched"));
+        }
+        Ok(Self {
+            raw: s.trim().to_owned(),
+            url,
+        })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.url.fmt(f)
+    }
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BrokerUrl({})", self.url)
+    }
 }
 
 impl Default for DispatchOptions {
@@ -86,6 +153,9 @@ impl Default for DispatchOptions {
             batch: DEFAULT_BATCH,
             consumers: None,
             rounds: DEFAULT_ROUNDS,
+            in_flight: DEFAULT_IN_FLIGHT,
+            queues: Vec::new(),
+            broker_tasks: DEFAULT_BROKER_TASKS,
         }
     }
 }
@@ -140,7 +210,7 @@ pub async fn run(opts: &DispatchOptions) -> Result<DispatchReport> {
     let mut queue = Phases::<Samples>::default();
     let mut channel = Phases::<Samples>::default();
     for round in 1..=opts.rounds {
-        let q = queue_round(&bodies, opts.batch, consumers).await?;
+        let q = queue_round(&bodies, opts.batch, consumers, opts.in_flight).await?;
         eprintln!("dispatch: round {round}/{}: queue   {}", opts.rounds, Secs(&q));
         q.push_into(&mut queue);
         let c = channel_round(&bodies, opts.batch).await?;
@@ -149,18 +219,100 @@ pub async fn run(opts: &DispatchOptions) -> Result<DispatchReport> {
     }
     let queue = queue.map(|s| s.rate(tasks as f64));
     let channel = channel.map(|s| s.rate(tasks as f64));
+    let mut brokers = Vec::with_capacity(opts.queues.len());
+    if !opts.queues.is_empty() {
+        let n = opts.broker_tasks;
+        let bodies = tokio::task::spawn_blocking(move || task_bodies(n))
+            .await
+            .map_err(|_| Error::Panicked("encoding the task messages"))?;
+        for url in &opts.queues {
+            brokers.push(broker_rounds(url, &bodies, opts, consumers, &queue).await?);
+        }
+    }
     Ok(DispatchReport {
         bench: "dispatch",
         tasks,
         batch: opts.batch,
         consumers,
+        in_flight: opts.in_flight,
         rounds: opts.rounds,
         message_bytes,
         queue_vs_channel: queue.zip(&channel).map(|(q, c)| ratio(q.per_s, c.per_s)),
         goals: queue.map(|q| Goal::new(q.per_s, GOAL_TASKS_PER_S)),
         queue,
         channel,
+        brokers,
     })
+}
+
+/// `opts.rounds` rounds of publish, then consume+ack, against one broker,
+/// each on a fresh topic deleted afterwards (also when the round failed).
+async fn broker_rounds(
+    url: &BrokerUrl,
+    bodies: &[Bytes],
+    opts: &DispatchOptions,
+    consumers: usize,
+    in_process: &Phases<Rate>,
+) -> Result<BrokerReport> {
+    let broker_error = |what| {
+        let url = url.to_string();
+        move |source| Error::Broker { url, what, source }
+    };
+    let queue = Arc::new(
+        AmqpQueue::connect(&url.raw)
+            .await
+            .map_err(broker_error("cannot connect"))?,
+    );
+    let mut publish = Samples::default();
+    let mut consume_ack = Samples::default();
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    for round in 1..=opts.rounds {
+        let topic = task_topic(&format!("bench-{}-{stamp}-{round}", std::process::id()));
+        let timed = broker_round(&queue, &topic, bodies, opts.batch, consumers, opts.in_flight).await;
+        let deleted = queue.delete_topic(&topic).await;
+        let (p, c) = timed?;
+        deleted.map_err(broker_error("cannot delete the bench topic"))?;
+        eprintln!(
+            "dispatch: round {round}/{}: {url} publish {:.3} s, consume+ack {:.3} s",
+            opts.rounds,
+            p.as_secs_f64(),
+            c.as_secs_f64()
+        );
+        publish.push(p);
+        consume_ack.push(c);
+    }
+    queue.close().await;
+    let n = bodies.len() as f64;
+    let (publish, consume_ack) = (publish.rate(n), consume_ack.rate(n));
+    Ok(BrokerReport {
+        queue: url.to_string(),
+        tasks: bodies.len(),
+        publish_vs_queue: ratio(publish.per_s, in_process.publish.per_s),
+        consume_ack_vs_queue: ratio(consume_ack.per_s, in_process.consume_ack.per_s),
+        publish_goal: Goal::new(publish.per_s, GOAL_BROKER_TASKS_PER_S),
+        publish,
+        consume_ack,
+    })
+}
+
+async fn broker_round(
+    queue: &Arc<AmqpQueue>,
+    topic: &str,
+    bodies: &[Bytes],
+    batch: usize,
+    consumers: usize,
+    in_flight: usize,
+) -> Result<(Duration, Duration)> {
+    let ready = batches(bodies, batch);
+    let started = Instant::now();
+    publish_all(queue.as_ref(), topic, ready).await?;
+    let publish = started.elapsed();
+    let started = Instant::now();
+    consume_all(queue.as_ref(), topic, bodies.len(), consumers, in_flight).await?;
+    Ok((publish, started.elapsed()))
 }
 
 struct Secs<'a>(&'a Phases<Duration>);
@@ -209,26 +361,29 @@ fn batches(bodies: &[Bytes], batch: usize) -> Vec<Vec<Bytes>> {
     bodies.chunks(batch.max(1)).map(<[Bytes]>::to_vec).collect()
 }
 
-async fn queue_round(bodies: &[Bytes], batch: usize, consumers: usize) -> Result<Phases<Duration>> {
+async fn queue_round(bodies: &[Bytes], batch: usize, consumers: usize, in_flight: usize) -> Result<Phases<Duration>> {
     let n = bodies.len();
-    let queue = MemoryQueue::new();
+    let topic = task_topic(POOL);
+    let queue = Arc::new(MemoryQueue::new());
     let ready = batches(bodies, batch);
     let started = Instant::now();
-    publish_all(&queue, ready).await?;
+    publish_all(queue.as_ref(), &topic, ready).await?;
     let publish = started.elapsed();
     let started = Instant::now();
-    consume_all(&queue, n, consumers).await?;
+    consume_all(queue.as_ref(), &topic, n, consumers, in_flight).await?;
     let consume_ack = started.elapsed();
     ensure_drained(&queue, n).await?;
 
-    let queue = MemoryQueue::new();
+    let queue = Arc::new(MemoryQueue::new());
     let ready = batches(bodies, batch);
     let started = Instant::now();
     let publisher = {
-        let queue = queue.clone();
-        tokio::spawn(async move { publish_all(&queue, ready).await }.instrument(info_span!("publisher")))
+        let (queue, topic) = (queue.clone(), topic.clone());
+        tokio::spawn(
+            async move { publish_all(queue.as_ref(), &topic, ready).await }.instrument(info_span!("publisher")),
+        )
     };
-    consume_all(&queue, n, consumers).await?;
+    consume_all(queue.as_ref(), &topic, n, consumers, in_flight).await?;
     publisher.await.map_err(|_| Error::Panicked("the publisher"))??;
     let both = started.elapsed();
     ensure_drained(&queue, n).await?;
@@ -239,22 +394,24 @@ async fn queue_round(bodies: &[Bytes], batch: usize, consumers: usize) -> Result
     })
 }
 
-async fn publish_all(queue: &MemoryQueue, batches: Vec<Vec<Bytes>>) -> Result<()> {
-    let topic = task_topic(POOL);
+/// Publishes the batches one after the other, as the controller does.
+async fn publish_all<Q: TaskQueue>(queue: &Q, topic: &str, batches: Vec<Vec<Bytes>>) -> Result<()> {
     for batch in batches {
-        queue.publish(&topic, batch).await.map_err(Error::Queue)?;
+        queue.publish(topic, batch).await.map_err(Error::Queue)?;
     }
     Ok(())
 }
 
 /// Consumes and acks `n` messages with `consumers` subscriptions sharing
 /// one channel, each on a task of its own.
-async fn consume_all(queue: &MemoryQueue, n: usize, consumers: usize) -> Result<()> {
+async fn consume_all<Q: TaskQueue>(queue: &Q, topic: &str, n: usize, consumers: usize, in_flight: usize) -> Result<()> {
     let claimed = Arc::new(AtomicUsize::new(0));
     let mut set = JoinSet::new();
     for i in 0..consumers {
-        let (queue, claimed) = (queue.clone(), claimed.clone());
-        set.spawn(consume(queue, n, claimed).instrument(info_span!("consumer", i)));
+        let claimed = claimed.clone();
+        let opts = SubscribeOptions::new(CHANNEL, in_flight, VISIBILITY);
+        let sub = queue.subscribe(topic, opts).await.map_err(Error::Queue)?;
+        set.spawn(consume(sub, n, claimed).instrument(info_span!("consumer", i)));
     }
     while let Some(done) = set.join_next().await {
         done.map_err(|_| Error::Panicked("a consumer"))??;
@@ -263,9 +420,7 @@ async fn consume_all(queue: &MemoryQueue, n: usize, consumers: usize) -> Result<
 }
 
 /// Takes and acks messages until the consumers together have claimed `n`.
-async fn consume(queue: MemoryQueue, n: usize, claimed: Arc<AtomicUsize>) -> Result<()> {
-    let opts = SubscribeOptions::new(CHANNEL, MAX_IN_FLIGHT, VISIBILITY);
-    let mut sub = queue.subscribe(&task_topic(POOL), opts).await.map_err(Error::Queue)?;
+async fn consume(mut sub: Box<dyn Subscription>, n: usize, claimed: Arc<AtomicUsize>) -> Result<()> {
     while claimed.fetch_add(1, Ordering::Relaxed) < n {
         let delivery = tokio::time::timeout(PATIENCE, sub.next())
             .await
@@ -343,6 +498,8 @@ pub struct DispatchReport {
     pub tasks: usize,
     pub batch: usize,
     pub consumers: usize,
+    /// Deliveries each consumer may hold.
+    pub in_flight: usize,
     pub rounds: usize,
     /// Mean size of one encoded task message.
     pub message_bytes: f64,
@@ -353,6 +510,23 @@ pub struct DispatchReport {
     pub queue_vs_channel: Phases<f64>,
     /// Queue rates against [`GOAL_TASKS_PER_S`].
     pub goals: Phases<Goal>,
+    /// One per `--queue`, in order.
+    pub brokers: Vec<BrokerReport>,
+}
+
+/// The publish and consume+ack phases against one broker; rates are tasks
+/// per second, ratios are against the in-process queue of the same run.
+#[derive(Debug, Serialize)]
+pub struct BrokerReport {
+    /// The URL, password hidden.
+    pub queue: String,
+    pub tasks: usize,
+    pub publish: Rate,
+    pub consume_ack: Rate,
+    pub publish_vs_queue: f64,
+    pub consume_ack_vs_queue: f64,
+    /// Publish rate against [`GOAL_BROKER_TASKS_PER_S`].
+    pub publish_goal: Goal,
 }
 
 impl fmt::Display for DispatchReport {
@@ -364,8 +538,8 @@ impl fmt::Display for DispatchReport {
         )?;
         writeln!(
             f,
-            "  queue: MemoryQueue, {} consumers; baseline: tokio mpsc channel, 1 receiver",
-            self.consumers
+            "  queue: MemoryQueue, {} consumers x {} in flight; baseline: tokio mpsc channel, 1 receiver",
+            self.consumers, self.in_flight
         )?;
         writeln!(
             f,
@@ -409,6 +583,31 @@ impl fmt::Display for DispatchReport {
                 writeln!(f)?;
             }
         }
+        for b in &self.brokers {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "  broker {}: {} task messages, same consumers; ratio is broker vs in-process queue",
+                b.queue, b.tasks
+            )?;
+            writeln!(
+                f,
+                "  {:<12} {:>10} {:>10} {:>8.3}   {}",
+                "publish",
+                Count(b.publish.per_s).to_string(),
+                "",
+                b.publish_vs_queue,
+                RateGoal(&b.publish_goal)
+            )?;
+            write!(
+                f,
+                "  {:<12} {:>10} {:>10} {:>8.3}",
+                "consume+ack",
+                Count(b.consume_ack.per_s).to_string(),
+                "",
+                b.consume_ack_vs_queue
+            )?;
+        }
         Ok(())
     }
 }
@@ -427,6 +626,14 @@ mod tests {
         assert_eq!(t.index, 2);
     }
 
+    #[test]
+    fn only_amqp_brokers_are_taken_and_their_password_is_hidden() {
+        let url = BrokerUrl::parse("amqp://bench:s3cret@127.0.0.1:5950/%2f").expect("amqp parses");
+        assert!(!format!("{url} {url:?}").contains("s3cret"));
+        assert!(BrokerUrl::parse("memory:").is_err());
+        assert!(BrokerUrl::parse("nsq://127.0.0.1:4150").is_err());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_phase_drains_every_message() {
         let opts = DispatchOptions {
@@ -434,9 +641,11 @@ mod tests {
             batch: 1_000,
             consumers: Some(3),
             rounds: 1,
+            ..DispatchOptions::default()
         };
         let report = run(&opts).await.expect("dispatch bench");
         assert_eq!(report.consumers, 3);
+        assert!(report.brokers.is_empty());
         for r in [
             report.queue.publish,
             report.queue.consume_ack,

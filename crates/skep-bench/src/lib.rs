@@ -5,7 +5,10 @@
 //! - [`ocr`]: the real worker pipeline (queue, worker loop, OCR slots)
 //!   against bare leptess engines and against the `tesseract` command.
 //! - [`dispatch`]: the in-process [`skep_queue::MemoryQueue`] against a
-//!   plain `tokio::sync::mpsc` channel carrying the same task messages.
+//!   plain `tokio::sync::mpsc` channel carrying the same task messages,
+//!   and optionally a RabbitMQ broker against both.
+//! - [`ingest`]: result writes into the SQLite store, and optionally into
+//!   another store (MongoDB) against it.
 //! - [`scan`]: skep's folder scan against `find`.
 //!
 //! Every bench returns a report that prints as a readable block
@@ -13,6 +16,7 @@
 
 pub mod cli;
 pub mod dispatch;
+pub mod ingest;
 pub mod load;
 pub mod ocr;
 pub mod report;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use skep_bench::cli::{AllPlan, Cli, Command};
 use skep_bench::report::emit;
-use skep_bench::{dispatch, ocr, scan};
+use skep_bench::{dispatch, ingest, ocr, scan};
 
 fn main() -> anyhow::Result<()> {
     // NB: before any thread starts; without it every engine would start a
@@ -25,12 +25,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ocr(opts) => emit(&ocr::run(&opts).await?, json),
         Command::Dispatch(opts) => emit(&dispatch::run(&opts).await?, json),
+        Command::Ingest(opts) => emit(&ingest::run(&opts).await?, json),
         Command::Scan(opts) => emit(&run_scan(opts).await?, json),
         Command::All => {
             let plan = AllPlan::default();
             emit(&ocr::run(&plan.ocr_small).await?, json);
             emit(&ocr::run(&plan.ocr_a4).await?, json);
             emit(&dispatch::run(&plan.dispatch).await?, json);
+            emit(&ingest::run(&plan.ingest).await?, json);
             emit(&run_scan(plan.scan).await?, json);
         }
     }

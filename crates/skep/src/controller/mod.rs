@@ -17,6 +17,10 @@ pub mod scaling;
 pub mod scan;
 pub mod scheduler;
 
+/// Batch sizes of the controller's store calls (benchmarks use the same).
+pub use dispatch::MAX_BATCH as DISPATCH_BATCH;
+pub use ingest::INGEST_BATCH;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
