@@ -3,8 +3,29 @@
 //! and panics with a message saying what broke. Cases run in real time with
 //! short timeouts, because brokers do.
 //!
-//! Run it from a backend's tests with one `#[tokio::test]` per case; see
+//! Run it from a backend's tests with one `#[tokio::test]` per case:
+//! `skep_queue::queue_conformance_cases!(my_macro)` calls `my_macro!` with
+//! the name of every case, so a new case reaches every backend; see
 //! `tests/memory_conformance.rs`.
+
+/// Calls `$m!(case, case, ...)` with every case of the queue suite: the one
+/// list of cases, for every backend's tests.
+#[macro_export]
+macro_rules! queue_conformance_cases {
+    ($m:ident) => {
+        $m!(
+            publish_consume_ack,
+            redelivery_after_consumer_death,
+            requeue_with_delay,
+            attempts_are_counted,
+            late_ack_is_harmless,
+            depth_counts,
+            ten_thousand_in_batches,
+            deferred_publish,
+            dead_letter_moves_the_message,
+        );
+    };
+}
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -66,17 +66,7 @@ macro_rules! cases {
     )*};
 }
 
-cases!(
-    publish_consume_ack,
-    redelivery_after_consumer_death,
-    requeue_with_delay,
-    attempts_are_counted,
-    late_ack_is_harmless,
-    depth_counts,
-    ten_thousand_in_batches,
-    deferred_publish,
-    dead_letter_moves_the_message,
-);
+skep_queue::queue_conformance_cases!(cases);
 
 fn opts(max_in_flight: usize, visibility: Duration) -> SubscribeOptions {
     SubscribeOptions::new("test", max_in_flight, visibility)

@@ -21,16 +21,7 @@ macro_rules! cases {
     )*};
 }
 
-cases!(
-    crud_and_generation,
-    watch_delivers_every_change,
-    finalizer_two_phase_delete,
-    idempotent_results,
-    expired_leases_and_attempts,
-    unlease_and_reset,
-    list_tasks_pages,
-    controller_lease,
-);
+skep::store_conformance_cases!(cases);
 
 #[tokio::test]
 async fn atomic_lease_under_concurrency() {

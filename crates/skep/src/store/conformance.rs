@@ -1,6 +1,28 @@
 //! The conformance suite every `Store` backend must pass. Each case takes a
 //! fresh, empty store and panics with what broke. A backend's tests run one
-//! `#[tokio::test]` per case (see `tests/store_sqlite.rs`).
+//! `#[tokio::test]` per case (see `tests/store_sqlite.rs`):
+//! `skep::store_conformance_cases!(my_macro)` calls `my_macro!` with the name
+//! of every case that takes `&dyn Store`, so a new case reaches every
+//! backend. `atomic_lease_under_concurrency` takes an `Arc` and is called on
+//! its own.
+
+/// Calls `$m!(case, case, ...)` with every `&dyn Store` case of the store
+/// suite: the one list of cases, for every backend's tests.
+#[macro_export]
+macro_rules! store_conformance_cases {
+    ($m:ident) => {
+        $m!(
+            crud_and_generation,
+            watch_delivers_every_change,
+            finalizer_two_phase_delete,
+            idempotent_results,
+            expired_leases_and_attempts,
+            unlease_and_reset,
+            list_tasks_pages,
+            controller_lease,
+        );
+    };
+}
 
 use std::collections::HashSet;
 use std::sync::Arc;

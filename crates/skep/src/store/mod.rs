@@ -96,6 +96,17 @@ pub(crate) fn merge_applied(current: &mut BulkJob, job: &BulkJob) -> Result<(boo
     Ok((spec_changed, spec_changed || meta_changed))
 }
 
+/// Adds the `n` tasks in `state` to a job's file counts.
+pub(crate) fn count_state(counts: &mut FileCounts, state: TaskState, n: u64) {
+    match state {
+        TaskState::Pending => counts.pending = n,
+        TaskState::Dispatched => counts.dispatched = n,
+        TaskState::Succeeded => counts.succeeded = n,
+        TaskState::Failed => counts.failed = n,
+    }
+    counts.total += n;
+}
+
 /// What `request_delete` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deleted {

@@ -56,7 +56,7 @@ use tracing::Instrument;
 
 use super::{
     Applied, Deleted, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store, StoreError,
-    TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, merge_applied, new_stored_job,
+    TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied, new_stored_job,
 };
 
 /// The database used when the URL names none.
@@ -572,45 +572,23 @@ impl MongoStore {
     }
 
     async fn create_indexes(&self) -> Result<()> {
-        let unique = |name: &str| IndexOptions::builder().unique(true).name(name.to_owned()).build();
-        let named = |name: &str| IndexOptions::builder().name(name.to_owned()).build();
         let i = &self.inner;
-        self.op(
-            "create index",
-            i.jobs
-                .create_index(
-                    IndexModel::builder()
-                        .keys(doc! { "uid": 1 })
-                        .options(unique("uid"))
-                        .build(),
-                )
-                .into_future(),
-        )
-        .await?;
-        self.op(
-            "create index",
-            i.tasks
-                .create_index(
-                    IndexModel::builder()
-                        .keys(doc! { "job": 1, "i": 1 })
-                        .options(unique("job_index"))
-                        .build(),
-                )
-                .into_future(),
-        )
-        .await?;
-        self.op(
-            "create index",
-            i.tasks
-                .create_index(
-                    IndexModel::builder()
-                        .keys(doc! { "job": 1, "state": 1, "due": 1, "i": 1 })
-                        .options(named("job_state_due"))
-                        .build(),
-                )
-                .into_future(),
-        )
-        .await?;
+        let indexes = [
+            (&i.jobs, doc! { "uid": 1 }, "uid", true),
+            (&i.tasks, doc! { "job": 1, "i": 1 }, "job_index", true),
+            (
+                &i.tasks,
+                doc! { "job": 1, "state": 1, "due": 1, "i": 1 },
+                "job_state_due",
+                false,
+            ),
+        ];
+        for (collection, keys, name, unique) in indexes {
+            let options = IndexOptions::builder().unique(unique).name(name.to_owned()).build();
+            let model = IndexModel::builder().keys(keys).options(options).build();
+            self.op("create index", collection.create_index(model).into_future())
+                .await?;
+        }
         Ok(())
     }
 
@@ -1241,13 +1219,7 @@ impl Store for MongoStore {
         for row in rows {
             let state = number(&row, "_id").ok_or_else(|| StoreError::Corrupt("task without a state".to_owned()))?;
             let n = number(&row, "n").unwrap_or(0) as u64;
-            match state_from(state)? {
-                TaskState::Pending => counts.pending = n,
-                TaskState::Dispatched => counts.dispatched = n,
-                TaskState::Succeeded => counts.succeeded = n,
-                TaskState::Failed => counts.failed = n,
-            }
-            counts.total += n;
+            count_state(&mut counts, state_from(state)?, n);
         }
         Ok(counts)
     }

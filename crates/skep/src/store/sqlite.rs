@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{
     Applied, Deleted, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store, StoreError,
-    TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, merge_applied, new_stored_job,
+    TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied, new_stored_job,
 };
 
 /// How often `watch` looks for changes made by other processes; changes
@@ -665,13 +665,7 @@ impl Store for SqliteStore {
             let mut counts = FileCounts::default();
             for row in rows {
                 let (state, n) = row.map_err(db)?;
-                match state_from(state)? {
-                    TaskState::Pending => counts.pending = n,
-                    TaskState::Dispatched => counts.dispatched = n,
-                    TaskState::Succeeded => counts.succeeded = n,
-                    TaskState::Failed => counts.failed = n,
-                }
-                counts.total += n;
+                count_state(&mut counts, state_from(state)?, n);
             }
             Ok(counts)
         })
