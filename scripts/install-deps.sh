@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng
   clang libclang-dev pkg-config fonts-dejavu-core
-  jq # the swarm end-to-end test reads JSON with it
+  jq curl # the swarm end-to-end and API tests read JSON and call HTTP with them
 )
 
 missing=()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, starts the servers the tests need, then runs
 # every check and test of the project: formatting, clippy, the generated
-# schema, unit, conformance and black-box tests, and the end-to-end test on
-# a real (single-node) Docker Swarm. This is what CI runs
+# schema, unit, conformance and black-box tests, the API fuzzing
+# (schemathesis), the dashboard in headless Chromium, and the end-to-end
+# test on a real (single-node) Docker Swarm. This is what CI runs
 # (.ci/run). Servers run from .ci-work/ (git-ignored) and stop on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,4 +40,9 @@ export SKEP_TEST_SWARM=1 SKEP_TEST_IMAGE=skep-base:bookworm
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+# The REST API fuzzed from its OpenAPI document, and the dashboard in a real
+# headless browser (screenshots in target/artifacts/).
+cargo build --locked -p skep -p skep-testkit
+tests/api/schemathesis.sh
+tests/dashboard/run.sh
 tests/swarm/e2e.sh

@@ -97,7 +97,12 @@ EOF
 # The production stack cannot be deployed here (its broker and store images
 # cannot be pulled), but it must at least be a valid stack file.
 docker stack config -c manifests/docker-stack.yml >/dev/null || fail "manifests/docker-stack.yml is not a valid stack file"
-SKEP_E2E_STORE="$store" SKEP_E2E_QUEUE="$SKEP_TEST_AMQP_URL" SKEP_E2E_DATA="$data" \
+api_port="${SKEP_E2E_API_PORT:-18080}"
+api="http://127.0.0.1:$api_port"
+read_token="e2e-read-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+admin_token="e2e-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s read\n%s admin\n' "$read_token" "$admin_token" >"$data/api-tokens"
+SKEP_E2E_STORE="$store" SKEP_E2E_QUEUE="$SKEP_TEST_AMQP_URL" SKEP_E2E_DATA="$data" SKEP_E2E_API_PORT="$api_port" \
   docker stack deploy -c tests/swarm/stack.yml "$stack" >/dev/null
 for _ in $(seq 1 120); do
   [ "$(docker service ps -q --filter desired-state=running --filter name="${stack}_controller" | wc -l)" -ge 1 ] &&
@@ -188,6 +193,19 @@ ok="$(jq -r 'select(.status == "succeeded") | .path' "$results" | wc -l)"
 log "$(tail -1 "$work/cer.txt")"
 nodes="$("$skep" get "$job" -o json | jq -r '.status.nodesUsed | join(",")')"
 [ -n "$nodes" ] || fail "status.nodesUsed is empty"
+
+# --- the controller's HTTP server, as deployed ---------------------------------
+curl -fsS "$api/readyz" >/dev/null || fail "the controller's /readyz is not 200"
+api_phase="$(curl -fsS -H "Authorization: Bearer $read_token" "$api/api/jobs/$job" | jq -r .data.status.phase)"
+[ "$api_phase" = Succeeded ] || fail "GET /api/jobs/$job says phase '$api_phase'"
+code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $read_token" "$api/api/jobs/$job/retry")"
+[ "$code" = 403 ] || fail "a read token got $code, not 403, for POST /api/jobs/$job/retry"
+pool_desired="$(curl -fsS -H "Authorization: Bearer $read_token" "$api/api/swarm/services?stack=$stack" |
+  jq -r --arg s "$pool_service" '.data[] | select(.name == $s) | .replicas.desired')"
+[ -n "$pool_desired" ] || fail "GET /api/swarm/services?stack=$stack does not list $pool_service"
+processed="$(curl -fsS "$api/metrics" | awk '/^skep_files_processed_total\{outcome="succeeded"\}/ {print $2}')"
+[ "${processed%.*}" -ge "$pages" ] 2>/dev/null || fail "/metrics counts ${processed:-no} succeeded files for $pages pages"
+log "controller API: readyz 200, job Succeeded over /api, read token refused a change (403), $processed files counted in /metrics"
 
 # --- latency samples (reported, not asserted: docs/performance.md) ------------
 # Small jobs one after another, each from 0 replicas: apply -> the service's

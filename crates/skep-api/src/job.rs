@@ -32,8 +32,10 @@ pub const DEFAULT_DPI: u32 = 300;
 #[schemars(title = "BulkJob")]
 pub struct BulkJob {
     /// Always `skep.dev/v1`.
+    #[schemars(extend("const" = "skep.dev/v1"))]
     pub api_version: String,
     /// Always `BulkJob`.
+    #[schemars(extend("const" = "BulkJob"))]
     pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: BulkJobSpec,
@@ -94,6 +96,7 @@ impl BulkJob {
 pub struct ObjectMeta {
     /// Unique name of the job: a lowercase RFC 1123 label (`a-z`, `0-9`,
     /// `-`; at most 63 characters).
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -226,13 +229,16 @@ pub struct EngineSpec {
     /// Tesseract language codes, tried together (`eng`, `deu`, `chi_sim`).
     /// Each needs its traineddata on the worker nodes.
     #[serde(default = "default_languages")]
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[A-Za-z0-9_]{1,32}$")))]
     pub languages: Vec<String>,
     /// Tesseract page segmentation mode, 3-13 (3 automatic layout, 4 one
     /// column, 6 one uniform block, 11 sparse text). Default 6.
     #[serde(default = "default_page_seg_mode")]
+    #[schemars(range(min = 3, max = 13))]
     pub page_seg_mode: u8,
     /// Resolution assumed for images that do not record one.
     #[serde(default = "default_dpi")]
+    #[schemars(range(min = 70, max = 2400))]
     pub dpi: u32,
 }
 
@@ -408,9 +414,23 @@ pub struct BulkJobStatus {
     pub completion_time: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<JobReport>,
+    /// The value of the `skep.dev/retry` annotation the controller last
+    /// acted on (by putting the failed files back to pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried: Option<String>,
 }
 
+/// Setting this annotation to a new value (the API's retry uses the time)
+/// asks the controller to run the job's failed files again; a finished job
+/// runs again.
+pub const RETRY_ANNOTATION: &str = "skep.dev/retry";
+
 impl BulkJobStatus {
+    /// Drops the condition `type_`.
+    pub fn clear_condition(&mut self, type_: &str) {
+        self.conditions.retain(|c| c.type_ != type_);
+    }
+
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
     }

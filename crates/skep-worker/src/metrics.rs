@@ -37,6 +37,7 @@ pub struct Metrics {
     files: IntCounterVec,
     failures: IntCounterVec,
     ocr_seconds: Histogram,
+    page_seconds: Histogram,
     pages: IntCounter,
     in_flight: IntGauge,
     ready: IntGauge,
@@ -65,6 +66,13 @@ impl Metrics {
             )
             .buckets(OCR_SECONDS_BUCKETS.to_vec()),
         )?;
+        let page_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "skep_worker_page_seconds",
+                "Time spent per page of a file read successfully (the file's time over its pages, once per page).",
+            )
+            .buckets(OCR_SECONDS_BUCKETS.to_vec()),
+        )?;
         let pages = IntCounter::new("skep_worker_pages_total", "Pages of the files read successfully.")?;
         let in_flight = IntGauge::new("skep_worker_in_flight", "Tasks being worked on now.")?;
         // NB: set once here; the registry keeps it.
@@ -83,6 +91,7 @@ impl Metrics {
         registry.register(Box::new(files.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(ocr_seconds.clone()))?;
+        registry.register(Box::new(page_seconds.clone()))?;
         registry.register(Box::new(pages.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(slots_gauge.clone()))?;
@@ -101,6 +110,7 @@ impl Metrics {
             files,
             failures,
             ocr_seconds,
+            page_seconds,
             pages,
             in_flight,
             ready,
@@ -114,7 +124,12 @@ impl Metrics {
             Outcome::Succeeded { pages, .. } => {
                 self.files.with_label_values(&["succeeded"]).inc();
                 self.pages.inc_by(u64::from(*pages));
-                self.ocr_seconds.observe(result.duration_ms as f64 / 1000.0);
+                let seconds = result.duration_ms as f64 / 1000.0;
+                self.ocr_seconds.observe(seconds);
+                let per_page = seconds / f64::from((*pages).max(1));
+                for _ in 0..*pages {
+                    self.page_seconds.observe(per_page);
+                }
             }
             Outcome::Failed { reason, .. } => {
                 self.files.with_label_values(&["failed"]).inc();
@@ -214,6 +229,8 @@ mod tests {
             "skep_worker_pages_total 3",
             "skep_worker_ocr_seconds_count 2",
             "skep_worker_ocr_seconds_sum 1.51",
+            "skep_worker_page_seconds_count 3",
+            "skep_worker_page_seconds_sum 1.5",
             "skep_worker_in_flight 1",
             "skep_worker_slots 2",
             "skep_worker_ready 1",

@@ -4,5 +4,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod http;
+pub mod metrics;
 pub mod runtime;
 pub mod store;

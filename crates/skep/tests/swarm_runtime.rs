@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::swarm::{docker, enabled, image};
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,47 +30,8 @@ use skep_api::{BulkJob, BulkJobSpec};
 use skep_queue::{MemoryQueue, TaskQueue};
 use tokio_util::sync::CancellationToken;
 
-const ENABLE_VAR: &str = "SKEP_TEST_SWARM";
-const IMAGE_VAR: &str = "SKEP_TEST_IMAGE";
-const DEFAULT_IMAGE: &str = "skep-base:bookworm";
 /// Long enough for a few containers to start on a busy 2-core machine.
 const CONVERGE: Duration = Duration::from_secs(90);
-
-fn enabled() -> bool {
-    // NB: logs on request (SKEP_LOG=debug), to see conflicts and retries.
-    if let Ok(filter) = std::env::var("SKEP_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
-    }
-    if std::env::var(ENABLE_VAR).as_deref() == Ok("1") {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{ENABLE_VAR} is not 1 under CI=true: the swarm runtime tests must run in CI \
-             (make this node a swarm manager, import {DEFAULT_IMAGE}, set {ENABLE_VAR}=1)"
-        );
-    }
-    eprintln!("note: {ENABLE_VAR} is not 1; skipping the swarm runtime tests against the local Docker daemon");
-    false
-}
-
-fn image() -> String {
-    std::env::var(IMAGE_VAR)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_IMAGE.to_owned())
-}
-
-async fn docker() -> Docker {
-    Docker::connect_with_defaults()
-        .expect("docker client")
-        .negotiate_version()
-        .await
-        .expect("docker answers")
-}
 
 /// Removes every service named with `prefix` when dropped.
 struct Cleanup {
@@ -165,7 +128,7 @@ async fn this_hostname(d: &Docker) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_a_service_made_from_the_template_and_back_to_zero() {
-    if !enabled() {
+    if !enabled("swarm runtime") {
         return;
     }
     let guard = Cleanup::new("tpl");
@@ -218,7 +181,7 @@ async fn scales_a_service_made_from_the_template_and_back_to_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_follows_this_nodes_cpus_and_the_constraints() {
-    if !enabled() {
+    if !enabled("swarm runtime") {
         return;
     }
     let guard = Cleanup::new("cap");
@@ -284,7 +247,7 @@ async fn add_label(d: &Docker, name: &str, key: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_writers_neither_fail_nor_lose_changes() {
-    if !enabled() {
+    if !enabled("swarm runtime") {
         return;
     }
     let guard = Cleanup::new("race");
@@ -321,7 +284,7 @@ async fn racing_writers_neither_fail_nor_lose_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_service_is_scaled_with_its_spec_intact() {
-    if !enabled() {
+    if !enabled("swarm runtime") {
         return;
     }
     let guard = Cleanup::new("stack");
@@ -378,7 +341,7 @@ async fn an_existing_service_is_scaled_with_its_spec_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_without_service_or_template_is_unknown() {
-    if !enabled() {
+    if !enabled("swarm runtime") {
         return;
     }
     let guard = Cleanup::new("unknown");
@@ -405,7 +368,7 @@ async fn a_pool_without_service_or_template_is_unknown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_change_is_an_event_naming_the_pool() {
-    if !enabled() {
+    if !enabled("swarm runtime") {
         return;
     }
     use futures::StreamExt;
@@ -452,7 +415,7 @@ async fn scale_by_hand(d: &Docker, name: &str, n: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_restores_a_service_scaled_by_hand_without_waiting_for_a_resync() {
-    if !enabled() {
+    if !enabled("swarm runtime") {
         return;
     }
     let guard = Cleanup::new("ctl");

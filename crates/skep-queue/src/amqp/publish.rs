@@ -19,10 +19,16 @@ use super::{AmqpError, call, lock};
 /// Publishes in flight at once per queue object; more wait.
 pub(super) const MAX_CONCURRENT_PUBLISHES: usize = 32;
 /// Idle confirm-mode channels kept for reuse.
-const POOL_SIZE: usize = 8;
+const POOL_SIZE: usize = 16;
 /// Messages published before waiting for their confirms; bounds the
 /// promises held per batch.
 pub(super) const CONFIRM_WINDOW: usize = 1024;
+/// A batch this large is split over several channels confirmed in
+/// parallel: the broker runs each channel in its own process, so one
+/// batch's confirms no longer wait on one channel's writes.
+const SPLIT_AT: usize = 256;
+/// Channels one batch is split over at most.
+const SPLIT_CHANNELS: usize = 4;
 /// AMQP delivery mode of a message written to disk.
 const PERSISTENT: u8 = 2;
 /// How often nacked messages are published again, and the first pause.
@@ -92,7 +98,8 @@ impl Publisher {
     }
 
     /// Publishes `messages` to `queue` (on the default exchange) and waits
-    /// for every confirm. Messages the broker nacks are published again, a
+    /// for every confirm; a large batch is split over a few channels (no
+    /// order is kept between them; the queue promises none). Messages the broker nacks are published again, a
     /// few times: a quorum queue nacks while it elects its first leader
     /// (seen on RabbitMQ 3.10 right after the queue was declared). On any
     /// error the channel is dropped (closed), so nothing of a failed batch
@@ -105,12 +112,38 @@ impl Publisher {
     ) -> Result<(), AmqpError> {
         let _permit = self.permits.acquire().await.map_err(|_| AmqpError::Closed)?;
         let routing_key = super::topology::short(queue)?;
+        let parts = split(messages.len());
+        let mut rest = messages.as_slice();
+        let mut chunks = Vec::with_capacity(parts);
+        for i in 0..parts {
+            let take = rest.len().div_ceil(parts - i);
+            let (head, tail) = rest.split_at(take);
+            chunks.push(head);
+            rest = tail;
+        }
+        try_join_all(
+            chunks
+                .into_iter()
+                .map(|c| self.publish_on_one(conn, &routing_key, queue, c)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// [`publish`](Self::publish) of one part on one channel.
+    async fn publish_on_one(
+        &self,
+        conn: &Connection,
+        routing_key: &ShortString,
+        queue: &str,
+        messages: &[Outgoing],
+    ) -> Result<(), AmqpError> {
         let ch = self.channel(conn).await?;
         for window in messages.chunks(CONFIRM_WINDOW) {
             let mut pending: Vec<&Outgoing> = window.iter().collect();
             let mut backoff = NACK_BACKOFF;
             for retry in 0..=NACK_RETRIES {
-                let nacked = self.send(&ch, &routing_key, queue, &pending).await?;
+                let nacked = self.send(&ch, routing_key, queue, &pending).await?;
                 if nacked.is_empty() {
                     break;
                 }
@@ -188,5 +221,25 @@ impl Publisher {
             });
         }
         Ok(nacked)
+    }
+}
+
+/// How many channels a batch of `n` messages is split over.
+fn split(n: usize) -> usize {
+    n.div_ceil(SPLIT_AT).clamp(1, SPLIT_CHANNELS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_batches_use_a_few_channels() {
+        assert_eq!(split(0), 1);
+        assert_eq!(split(1), 1);
+        assert_eq!(split(SPLIT_AT), 1);
+        assert_eq!(split(SPLIT_AT + 1), 2);
+        assert_eq!(split(1000), 4);
+        assert_eq!(split(100_000), SPLIT_CHANNELS);
     }
 }

@@ -117,9 +117,12 @@ pub enum Command {
     /// run as tasks of this process (`--runtime local`, the default) or as a
     /// Docker Swarm service per pool (`--runtime swarm`, which needs a queue
     /// the workers can reach).
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print the BulkJob JSON Schema (crds/bulkjob.schema.json).
     Crd,
+    /// Print the REST API's OpenAPI document (what `skep controller
+    /// --listen` serves at /api/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +164,8 @@ pub struct ControllerArgs {
     pub workers: Option<u32>,
     #[command(flatten)]
     pub queue: QueueArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Seconds between full resyncs.
     #[arg(long, env = "SKEP_RESYNC_SECONDS", default_value_t = crate::controller::DEFAULT_RESYNC.as_secs())]
     pub resync_seconds: u64,
@@ -170,6 +175,29 @@ pub struct ControllerArgs {
     // NB: last, so that its help heading covers its flags only.
     #[command(flatten)]
     pub swarm: SwarmArgs,
+}
+
+/// The HTTP server: REST API, dashboard, metrics.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Serve the REST API (/api, OpenAPI at /api/openapi.json), the
+    /// dashboard (/), /metrics, /livez and /readyz on this address, e.g.
+    /// 0.0.0.0:8080. Without it, no HTTP server runs.
+    #[arg(long, env = "SKEP_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// File of API bearer tokens, one `TOKEN SCOPE` per line (scope `read`
+    /// or `admin`), as a Docker secret mounts it. Without it (and without
+    /// --api-no-auth) every /api route answers 401.
+    #[arg(long, env = "SKEP_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// Serve the API without auth: for a controller bound to loopback on a
+    /// developer's machine only.
+    #[arg(long, env = "SKEP_API_NO_AUTH", conflicts_with = "api_tokens_file")]
+    pub api_no_auth: bool,
+    /// Serve the HTTP API only, without reconciling: an API and dashboard
+    /// replica beside the active controller. Needs --listen.
+    #[arg(long, env = "SKEP_API_ONLY", requires = "listen")]
+    pub api_only: bool,
 }
 
 /// The swarm runtime: how pool `P` maps to service `<prefix>P`, and the
@@ -318,6 +346,14 @@ pub async fn execute(cli: Cli) -> CliResult {
             print!("{}", skep_api::schema_pretty());
             Ok(exit::OK)
         }
+        Command::Openapi => {
+            let doc = crate::http::openapi_document();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).map_err(|e| CliError::failed(e.to_string()))?
+            );
+            Ok(exit::OK)
+        }
         Command::Run(args) => run::run(&cli.global, args).await,
         Command::Apply { file, output } => {
             let job = load_job_file(&file).map_err(|e| CliError::invalid(e.to_string()))?;
@@ -396,7 +432,7 @@ pub async fn execute(cli: Cli) -> CliResult {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
-        Command::Controller(args) => run::controller(&cli.global, args).await,
+        Command::Controller(args) => run::controller(&cli.global, *args).await,
     }
 }
 

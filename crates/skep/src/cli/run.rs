@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use skep_api::{BulkJob, Phase};
 use skep_queue::TaskQueue;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{
     CliError, CliResult, ControllerArgs, GlobalArgs, OutputFormat, RunArgs, RuntimeKind, SwarmArgs, connect_queue,
@@ -214,6 +215,9 @@ fn swarm_config(args: &SwarmArgs, queue: String) -> Result<SwarmConfig, CliError
 }
 
 pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult {
+    if args.api.api_only {
+        return api_only(global, &args.api).await;
+    }
     let (raw_queue, queue_url) = queue_url(&args.queue)?;
     let swarm = match args.runtime {
         RuntimeKind::Local => None,
@@ -240,6 +244,22 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
     let store = open_store(global).await?;
     let queue = connect_queue(&queue_url).await?;
     let shutdown = super::shutdown_on_signals();
+    let metrics = crate::metrics::Metrics::new();
+    let ready = crate::http::Readiness::default();
+    let server = match &args.api.listen {
+        Some(addr) => Some(
+            start_http(
+                addr,
+                &args.api,
+                store.clone(),
+                metrics.clone(),
+                ready.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let (runtime, local): (Arc<dyn Runtime>, Option<Arc<LocalRuntime>>) = match swarm {
         Some(swarm) => (Arc::new(swarm), None),
         None => {
@@ -251,17 +271,95 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         scale_down_cooldown: Duration::from_secs(args.scale_down_cooldown_seconds),
         default_output_root: std::env::current_dir().unwrap_or_default().join("skep-output"),
+        metrics,
         ..ControllerConfig::default()
     };
     let backend = runtime.backend();
     let Some(c) = Controller::start(store, queue, runtime, cfg, shutdown.clone(), lease_waiter).await? else {
         return Ok(exit::INTERRUPTED);
     };
+    ready.set(true);
     tracing::info!(runtime = backend, "controller running; Ctrl-C to stop");
     let res = c.wait().await;
+    ready.set(false);
+    shutdown.cancel();
     if let Some(local) = local {
         local.shutdown().await;
     }
+    if let Some(server) = server {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server failed"),
+            Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
+        }
+    }
     res?;
     Ok(exit::OK)
+}
+
+/// `skep controller --api-only`: the HTTP server on the store, no
+/// reconciling, until Ctrl-C.
+async fn api_only(global: &GlobalArgs, api: &super::ApiArgs) -> CliResult {
+    let Some(addr) = &api.listen else {
+        return Err(CliError::invalid("--api-only needs --listen"));
+    };
+    let store = open_store(global).await?;
+    let shutdown = super::shutdown_on_signals();
+    let ready = crate::http::Readiness::default();
+    ready.set(true);
+    let server = start_http(addr, api, store, crate::metrics::Metrics::new(), ready, shutdown).await?;
+    tracing::info!("serving the API only (--api-only): this process does not reconcile");
+    match server.await {
+        Ok(Ok(())) => Ok(exit::OK),
+        Ok(Err(e)) => Err(CliError::failed(format!("the HTTP server failed: {e}"))),
+        Err(e) => Err(CliError::failed(format!("the HTTP server task failed: {e}"))),
+    }
+}
+
+/// Binds `addr` and serves the API, dashboard and metrics until
+/// `shutdown`. A bind failure is the command's failure; the server runs
+/// while this process waits for the controller lease too (its /readyz
+/// says 503 until the lease is taken).
+async fn start_http(
+    addr: &std::net::SocketAddr,
+    args: &super::ApiArgs,
+    store: Arc<dyn Store>,
+    metrics: crate::metrics::Metrics,
+    ready: crate::http::Readiness,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, CliError> {
+    use crate::http::auth::{Auth, Tokens};
+    let auth = match (&args.api_tokens_file, args.api_no_auth) {
+        (Some(path), _) => {
+            Auth::Tokens(Tokens::from_file(path).map_err(|e| CliError::invalid(format!("--api-tokens-file: {e}")))?)
+        }
+        (None, true) => {
+            tracing::warn!(
+                "the API runs without auth (--api-no-auth): anyone who reaches {addr} can change jobs and the swarm"
+            );
+            Auth::Disabled
+        }
+        (None, false) => {
+            tracing::warn!("no --api-tokens-file: every /api route answers 401 until one is given");
+            Auth::Tokens(Tokens::default())
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::failed(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::failed(format!("cannot listen on {addr}: {e}")))?;
+    let app = crate::http::router(crate::http::ServerParts {
+        store,
+        docker: crate::http::Docker::from_env(),
+        metrics,
+        auth,
+        ready,
+        shutdown: shutdown.clone(),
+    });
+    tracing::info!(listen = %local, "serving the API, dashboard and metrics");
+    Ok(tokio::spawn(
+        crate::http::serve(listener, app, shutdown).instrument(tracing::info_span!("http")),
+    ))
 }

@@ -102,6 +102,18 @@ pub fn transition(result: &ResultMessage, max_attempts: u32, retry_base: Duratio
     }
 }
 
+/// The metric labels of a result that changed a task: its outcome
+/// (`succeeded`, `failed`, or `retried` for a retryable failure) and the
+/// failure reason.
+fn outcome_label(t: &Transition) -> (&'static str, Option<&'static str>) {
+    let reason = |r: &FileResult| r.reason.map(|x| x.as_str());
+    match t {
+        Transition::Succeed { .. } => ("succeeded", None),
+        Transition::Retry { result, .. } => ("retried", reason(result)),
+        Transition::Fail { result, .. } => ("failed", reason(result)),
+    }
+}
+
 /// Consumes results until `stop`.
 pub async fn run(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
     let mut sub: Option<Box<dyn Subscription>> = None;
@@ -194,7 +206,12 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
         to_ack.push(d);
     }
     if !updates.is_empty() {
+        let kinds: Vec<(&'static str, Option<&'static str>)> =
+            updates.iter().map(|u| outcome_label(&u.transition)).collect();
         let applied = ctx.store_call(ctx.store.apply_updates(updates)).await?;
+        for ((outcome, reason), _) in kinds.iter().zip(&applied).filter(|(_, a)| **a) {
+            ctx.cfg.metrics.record_result(outcome, *reason);
+        }
         let ignored = applied.iter().filter(|a| !**a).count();
         if ignored > 0 {
             debug!(ignored, "duplicate or stale results ignored");

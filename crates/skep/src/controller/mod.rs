@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::metrics::Metrics;
 use crate::runtime::{Runtime, RuntimeError, RuntimeEvent};
 use crate::store::{Store, StoreError};
 use backoff::Backoff;
@@ -71,6 +72,8 @@ pub struct ControllerConfig {
     pub holder: String,
     /// Output folder root for jobs that name none: `<root>/<job name>`.
     pub default_output_root: PathBuf,
+    /// Where the controller's metrics go (shared with its HTTP server).
+    pub metrics: Metrics,
 }
 
 impl Default for ControllerConfig {
@@ -85,6 +88,7 @@ impl Default for ControllerConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             holder: default_holder(),
             default_output_root: PathBuf::from("skep-output"),
+            metrics: Metrics::new(),
         }
     }
 }
@@ -185,26 +189,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Context {
-    async fn bounded<T, E>(what: &'static str, fut: impl Future<Output = Result<T, E>>) -> Result<T>
+    /// Runs a backend call with [`CALL_TIMEOUT`], timed into
+    /// `skep_backend_call_duration_seconds{backend=what}`.
+    async fn bounded<T, E>(&self, what: &'static str, fut: impl Future<Output = Result<T, E>>) -> Result<T>
     where
         Error: From<E>,
     {
-        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(Error::Timeout(what)),
-        }
+        let started = std::time::Instant::now();
+        let (outcome, res) = match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Ok(Ok(v)) => ("ok", Ok(v)),
+            Ok(Err(e)) => ("error", Err(Error::from(e))),
+            Err(_) => ("timeout", Err(Error::Timeout(what))),
+        };
+        self.cfg.metrics.observe_call(what, outcome, started.elapsed());
+        res
     }
 
     pub(crate) async fn store_call<T>(&self, fut: impl Future<Output = Result<T, StoreError>>) -> Result<T> {
-        Self::bounded("store", fut).await
+        self.bounded("store", fut).await
     }
 
     pub(crate) async fn queue_call<T>(&self, fut: impl Future<Output = Result<T, QueueError>>) -> Result<T> {
-        Self::bounded("queue", fut).await
+        self.bounded("queue", fut).await
     }
 
     pub(crate) async fn runtime_call<T>(&self, fut: impl Future<Output = Result<T, RuntimeError>>) -> Result<T> {
-        Self::bounded("runtime", fut).await
+        self.bounded("runtime", fut).await
     }
 
     pub(crate) async fn trigger(&self, key: Key) {
@@ -281,8 +291,10 @@ impl Controller {
             pool_changes: Mutex::new(HashMap::new()),
             jobs_by_uid: ingest::JobIndex::default(),
         });
+        ctx.cfg.metrics.set_leader(true);
         let mut tasks = JoinSet::new();
         tasks.spawn(lease::hold(ctx.clone(), stop.clone()).instrument(info_span!("lease")));
+        tasks.spawn(sample(ctx.clone(), stop.clone()).instrument(info_span!("sample")));
         tasks.spawn(watch(ctx.clone(), stop.clone()).instrument(info_span!("watch")));
         tasks.spawn(ingest::run(ctx.clone(), stop.clone()).instrument(info_span!("ingest")));
         tasks.spawn(resync(ctx.clone(), stop.clone()).instrument(info_span!("resync")));
@@ -333,16 +345,20 @@ impl Controller {
                 self.stop.cancel();
             }
         }
+        self.ctx.cfg.metrics.set_leader(false);
         let _ = self.ctx.store.release_lease(LEASE_NAME, &self.ctx.cfg.holder).await;
         first_error.map_or(Ok(()), Err)
     }
 }
 
 async fn run_one(ctx: &Context, key: Key) -> Option<Duration> {
-    let res = match &key {
-        Key::Job(name) => reconcile::reconcile_job(ctx, name).await,
-        Key::Pool(pool) => scaling::reconcile_pool(ctx, pool, false).await,
+    let started = std::time::Instant::now();
+    let (kind, res) = match &key {
+        Key::Job(name) => ("job", reconcile::reconcile_job(ctx, name).await),
+        Key::Pool(pool) => ("pool", scaling::reconcile_pool(ctx, pool, false).await),
     };
+    let error = res.as_ref().err().map(Error::metric_label);
+    ctx.cfg.metrics.observe_reconcile(kind, started.elapsed(), error);
     match res {
         Ok(action) => {
             ctx.reset_backoff(&key);
@@ -405,6 +421,36 @@ async fn runtime_events(
             if everything || batch.contains(&RuntimeEvent::Pool(pool.clone())) {
                 ctx.trigger(Key::Pool(pool)).await;
             }
+        }
+    }
+}
+
+/// How often the job and queue gauges are refreshed.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Refreshes the gauges that describe the store and the queues (jobs by
+/// phase, files of unfinished jobs, queue depth per pool) every
+/// [`SAMPLE_EVERY`]. A failed read leaves the last values and is logged.
+async fn sample(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
+    loop {
+        match ctx.store_call(ctx.store.list_jobs()).await {
+            Ok(jobs) => {
+                ctx.cfg.metrics.set_jobs(&jobs);
+                let pools: std::collections::BTreeSet<String> =
+                    jobs.iter().map(|j| j.spec.scaling.pool.clone()).collect();
+                for pool in &pools {
+                    match ctx.queue_call(ctx.queue.depth(&skep_api::task_topic(pool))).await {
+                        Ok(depth) => ctx.cfg.metrics.set_queue(pool, &depth),
+                        Err(error) => tracing::debug!(pool, %error, "queue depth unknown"),
+                    }
+                }
+                ctx.cfg.metrics.retain_pools(&pools);
+            }
+            Err(error) => tracing::debug!(%error, "metrics sample could not list jobs"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use skep_api::{BulkJob, BulkJobStatus, ConditionStatus, FileCounts, Phase, condition};
+use skep_api::{BulkJob, BulkJobStatus, ConditionStatus, FileCounts, Phase, RETRY_ANNOTATION, condition};
 use tracing::info;
 
 use super::{Action, Context, Key, Result, dispatch, finalizer, output, scaling, scan};
@@ -26,6 +26,7 @@ pub async fn reconcile_job(ctx: &Context, name: &str) -> Result<Action> {
     }
     let before = job.status();
     let mut status = before.clone();
+    retry_if_asked(ctx, &job, &mut status).await?;
     let action = step(ctx, &job, &mut status, Utc::now()).await?;
     status.observed_generation = Some(job.generation());
     if status != before {
@@ -127,6 +128,31 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         now,
     );
     Ok(Action::requeue(ctx.cfg.running_requeue))
+}
+
+/// A new value of the `skep.dev/retry` annotation puts the job's failed
+/// files back to pending and, if the job had finished, runs it again. Safe
+/// to repeat: the store call only touches failed files, and the value is
+/// remembered in the status written after this reconcile.
+async fn retry_if_asked(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus) -> Result<()> {
+    let Some(asked) = job.metadata.annotations.get(RETRY_ANNOTATION) else {
+        return Ok(());
+    };
+    if status.retried.as_ref() == Some(asked) {
+        return Ok(());
+    }
+    let n = ctx.store_call(ctx.store.retry_failed(job.uid())).await?;
+    info!(job = job.name(), files = n, "retrying failed files");
+    status.retried = Some(asked.clone());
+    if n > 0 && status.phase.is_finished() {
+        status.phase = Phase::Running;
+        status.completion_time = None;
+        status.report = None;
+        for c in [condition::COMPLETE, condition::FAILED, condition::FILES_FAILED] {
+            status.clear_condition(c);
+        }
+    }
+    Ok(())
 }
 
 /// A finished job with `ttlSecondsAfterFinished` is deleted that long after

@@ -93,6 +93,7 @@ pub async fn reconcile_pool(ctx: &Context, pool: &str, immediate: bool) -> Resul
         ctx.cfg.scale_down_cooldown
     };
     let (target, wait) = apply_cooldown(observed.desired, wanted, since, cooldown);
+    ctx.cfg.metrics.set_replicas(pool, target, observed.running);
     if target != observed.desired {
         ctx.runtime_call(ctx.runtime.set_replicas(pool, target)).await?;
         ctx.note_pool_change(pool, now);

@@ -19,6 +19,7 @@ macro_rules! store_conformance_cases {
             expired_leases_and_attempts,
             unlease_and_reset,
             list_tasks_pages,
+            retry_failed_files,
             controller_lease,
         );
     };
@@ -404,6 +405,55 @@ pub async fn unlease_and_reset(s: &dyn Store) {
         t3.attempts, 1,
         "a reset dispatch still counts (it may have killed the process)"
     );
+}
+
+/// Retrying puts failed tasks, and only those, back to pending with no
+/// attempts and no result.
+pub async fn retry_failed_files(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    s.insert_tasks(&uid, tasks(3)).await.expect("insert");
+    s.lease_tasks(lease(&uid, 3, 0)).await.expect("lease");
+    let upd = |index, transition| TaskUpdate {
+        job_uid: uid.clone(),
+        index,
+        transition,
+    };
+    let applied = s
+        .apply_updates(vec![
+            upd(
+                0,
+                Transition::Succeed {
+                    result: ok_result("zero"),
+                },
+            ),
+            upd(
+                1,
+                Transition::Fail {
+                    attempt: 1,
+                    result: failed_result(FailureReason::Corrupt),
+                },
+            ),
+        ])
+        .await
+        .expect("updates");
+    assert_eq!(applied, vec![true, true]);
+    assert_eq!(s.retry_failed(&uid).await.expect("retry"), 1);
+    let t1 = s.get_task(&uid, 1).await.expect("get").expect("t1");
+    assert_eq!((t1.state, t1.attempts), (TaskState::Pending, 0));
+    assert!(
+        t1.result
+            .as_ref()
+            .is_none_or(|r| r.reason.is_none() && r.error.is_none()),
+        "{t1:?}"
+    );
+    let t0 = s.get_task(&uid, 0).await.expect("get").expect("t0");
+    assert_eq!(t0.state, TaskState::Succeeded, "a success stays");
+    let c = s.task_counts(&uid).await.expect("counts");
+    assert_eq!((c.succeeded, c.failed, c.pending, c.dispatched), (1, 0, 1, 1));
+    assert_eq!(s.retry_failed(&uid).await.expect("again"), 0, "nothing left to retry");
+    let again = s.lease_tasks(lease(&uid, 3, 0)).await.expect("lease again");
+    assert_eq!(again.tasks.iter().map(|t| t.index).collect::<Vec<_>>(), vec![1]);
 }
 
 /// Tasks page in index order.

@@ -296,6 +296,9 @@ pub trait Store: Send + Sync + 'static {
     async fn reset_dispatched(&self) -> Result<u64>;
     /// Applies each update atomically; says for each whether it applied.
     async fn apply_updates(&self, updates: Vec<TaskUpdate>) -> Result<Vec<bool>>;
+    /// Every failed task of the job back to pending with no attempts and
+    /// no result, so that it is dispatched again. Returns how many.
+    async fn retry_failed(&self, job_uid: &str) -> Result<u64>;
     async fn task_counts(&self, job_uid: &str) -> Result<FileCounts>;
     async fn get_task(&self, job_uid: &str, index: u64) -> Result<Option<TaskRecord>>;
     /// Tasks in index order, after `after` (exclusive).

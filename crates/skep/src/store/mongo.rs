@@ -1124,6 +1124,24 @@ impl Store for MongoStore {
         Ok(Leased { tasks, exhausted })
     }
 
+    async fn retry_failed(&self, job_uid: &str) -> Result<u64> {
+        let mut cleared = result_fields(&FileResult::default());
+        cleared.insert("state", PENDING);
+        cleared.insert("due", 0_i64);
+        cleared.insert("attempts", 0_i64);
+        cleared.insert("fin", 0_i64);
+        let r = self
+            .op(
+                "retry failed tasks",
+                self.inner
+                    .tasks
+                    .update_many(doc! { "job": job_uid, "state": FAILED }, doc! { "$set": cleared })
+                    .into_future(),
+            )
+            .await?;
+        Ok(r.modified_count)
+    }
+
     async fn unlease_tasks(&self, job_uid: &str, indexes: &[u64]) -> Result<u64> {
         if indexes.is_empty() {
             return Ok(0);

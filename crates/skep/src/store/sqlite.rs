@@ -591,6 +591,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn retry_failed(&self, job_uid: &str) -> Result<u64> {
+        let uid = job_uid.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE tasks SET state = 0, due = 0, attempts = 0, text = NULL, confidence = NULL, pages = 0, \
+                 words = 0, reason = NULL, error = NULL, duration_ms = 0, worker = NULL, node = NULL, finished = 0 \
+                 WHERE job_uid = ?1 AND state = 3",
+                params![uid],
+            )
+            .map(|n| n as u64)
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn reset_dispatched(&self) -> Result<u64> {
         self.call(|c| {
             c.execute("UPDATE tasks SET state = 0, due = 0 WHERE state = 1", [])

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod api;
+pub mod swarm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -112,7 +112,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Maps a bollard failure to what the controller acts on.
-pub(crate) fn classify(endpoint: &str, e: BollardError) -> RuntimeError {
+pub fn classify(endpoint: &str, e: BollardError) -> RuntimeError {
     match e {
         BollardError::DockerResponseServerError { status_code, message } => {
             if status_code == 409 || message.contains(OUT_OF_SEQUENCE) {

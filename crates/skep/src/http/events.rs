@@ -1,0 +1,276 @@
+//! Live progress as server-sent events: `GET /api/events` (every job, and
+//! the swarm's services and nodes) and `GET /api/jobs/{name}/events` (one
+//! job). Each `jobs` event carries every job's progress with its
+//! throughput (files/s over the last [`RATE_WINDOW`]) and ETA; a `swarm`
+//! event carries the swarm overview. Events are sent when something
+//! changed, and a comment keeps the connection alive in between. Streams end
+//! when the server shuts down.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::Method;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use futures::Stream;
+use serde::Serialize;
+use serde_json::json;
+use skep_api::{BulkJob, FileCounts, Phase, ReplicaStatus};
+use tokio::time::Instant;
+
+use super::error::ApiError;
+use super::extract::Path;
+use super::openapi::{Answer, Api, RouteDoc, path};
+use super::{ApiState, bounded};
+
+/// How often a stream reads the store.
+pub const TICK: Duration = Duration::from_millis(1000);
+/// How often the `swarm` event is refreshed.
+pub const SWARM_EVERY: Duration = Duration::from_secs(3);
+/// Throughput is measured over this much of the recent past.
+pub const RATE_WINDOW: Duration = Duration::from_secs(15);
+
+pub(super) fn routes(api: Api) -> Api {
+    api.add(
+        RouteDoc::new(
+            Method::GET,
+            "/api/events",
+            "events",
+            "Server-sent events: `jobs` (every job's progress, throughput and ETA) and `swarm` (services, nodes, health)",
+        )
+        .tag("events")
+        .answer(Answer::EventStream)
+        .errors(&[503]),
+        get(all_events),
+    )
+    .add(
+        RouteDoc::new(
+            Method::GET,
+            "/api/jobs/{name}/events",
+            "jobEvents",
+            "Server-sent events: `jobs` with this job's progress, until it is deleted",
+        )
+        .tag("jobs")
+        .param(path("name", "The job's metadata.name", super::jobs::name_schema()))
+        .answer(Answer::EventStream)
+        .errors(&[404, 503]),
+        get(job_events),
+    )
+}
+
+/// One job's progress, as the dashboard shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub name: String,
+    pub phase: Phase,
+    pub pool: String,
+    pub suspend: bool,
+    pub deleting: bool,
+    pub files: FileCounts,
+    pub replicas: ReplicaStatus,
+    pub nodes_used: Vec<String>,
+    /// Files finished per second over the rate window.
+    pub files_per_second: f64,
+    /// Seconds until every file is done at that rate (`None` when unknown).
+    pub eta_seconds: Option<f64>,
+    /// Failed files by reason.
+    pub failures_by_reason: BTreeMap<String, u64>,
+    pub start_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub completion_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Finished-file samples per job, for the rate.
+#[derive(Default)]
+struct Rates {
+    samples: HashMap<String, VecDeque<(Instant, u64)>>,
+    /// Failures by reason per job uid, recomputed only when the failed
+    /// count changes (it costs an aggregate over the job's results).
+    failures: HashMap<String, (u64, BTreeMap<String, u64>)>,
+}
+
+impl Rates {
+    fn rate(&mut self, uid: &str, finished: u64, now: Instant) -> f64 {
+        let q = self.samples.entry(uid.to_owned()).or_default();
+        q.push_back((now, finished));
+        while q.len() > 2 && q.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW) {
+            q.pop_front();
+        }
+        match (q.front(), q.back()) {
+            (Some((t0, f0)), Some((t1, f1))) if t1 > t0 && f1 >= f0 => {
+                (f1 - f0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+
+    async fn progress(
+        &mut self,
+        state: &ApiState,
+        jobs: Vec<BulkJob>,
+        now: Instant,
+    ) -> Result<Vec<Progress>, ApiError> {
+        let mut out = Vec::with_capacity(jobs.len());
+        let live: std::collections::HashSet<String> = jobs.iter().map(|j| j.uid().to_owned()).collect();
+        self.samples.retain(|k, _| live.contains(k));
+        self.failures.retain(|k, _| live.contains(k));
+        for job in jobs {
+            let s = job.status();
+            let uid = job.uid().to_owned();
+            let rate = if s.phase.is_finished() {
+                0.0
+            } else {
+                self.rate(&uid, s.files.finished(), now)
+            };
+            let remaining = s.files.remaining();
+            let eta = (rate > 0.0 && !s.phase.is_finished()).then(|| remaining as f64 / rate);
+            let failures = match (&s.report, s.files.failed) {
+                (Some(r), _) if s.phase.is_finished() => r.failures_by_reason.clone(),
+                (_, 0) => BTreeMap::new(),
+                (_, failed) => match self.failures.get(&uid) {
+                    Some((n, by)) if *n == failed => by.clone(),
+                    _ => {
+                        let by = bounded("the store", state.store().summarize(&uid))
+                            .await?
+                            .failures_by_reason;
+                        self.failures.insert(uid.clone(), (failed, by.clone()));
+                        by
+                    }
+                },
+            };
+            out.push(Progress {
+                name: job.metadata.name.clone(),
+                phase: s.phase,
+                pool: job.spec.scaling.pool.clone(),
+                suspend: job.spec.suspend,
+                deleting: job.is_deleting(),
+                files: s.files,
+                replicas: s.replicas,
+                nodes_used: s.nodes_used.clone(),
+                files_per_second: (rate * 100.0).round() / 100.0,
+                eta_seconds: eta.map(|e| e.round()),
+                failures_by_reason: failures,
+                start_time: s.start_time,
+                completion_time: s.completion_time,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn event(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event("error").data("cannot encode"))
+}
+
+/// The stream behind both routes: `only` narrows it to one job.
+fn stream(state: ApiState, only: Option<String>, with_swarm: bool) -> impl Stream<Item = Result<Event, Infallible>> {
+    async_stream(move |tx| async move {
+        let mut rates = Rates::default();
+        let mut last_jobs: Option<Vec<Progress>> = None;
+        let mut last_swarm: Option<serde_json::Value> = None;
+        let mut next_swarm = Instant::now();
+        loop {
+            let now = Instant::now();
+            let jobs = match &only {
+                Some(name) => bounded("the store", state.store().get_job(name))
+                    .await
+                    .map(|j| j.into_iter().collect::<Vec<_>>()),
+                None => bounded("the store", state.store().list_jobs()).await,
+            };
+            let progress = match jobs {
+                Ok(jobs) => rates.progress(&state, jobs, now).await,
+                Err(e) => Err(e),
+            };
+            match progress {
+                Ok(p) => {
+                    let gone = only.is_some() && p.is_empty();
+                    if last_jobs.as_ref() != Some(&p) {
+                        if tx.send(event("jobs", &p)).await.is_err() {
+                            return;
+                        }
+                        last_jobs = Some(p);
+                    }
+                    if gone {
+                        let _ = tx.send(event("deleted", &json!({"name": only}))).await;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if tx.send(event("error", &json!({"error": e.to_string()}))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if with_swarm && now >= next_swarm {
+                next_swarm = now + SWARM_EVERY;
+                let snap = match super::swarm::overview(&state).await {
+                    Ok(v) => v,
+                    Err(e) => json!({"error": e.to_string()}),
+                };
+                if last_swarm.as_ref() != Some(&snap) {
+                    if tx.send(event("swarm", &snap)).await.is_err() {
+                        return;
+                    }
+                    last_swarm = Some(snap);
+                }
+            }
+            tokio::select! {
+                _ = state.shutdown().cancelled() => return,
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    })
+}
+
+/// A stream fed by `body` through a small bounded channel: a slow client
+/// holds the producer back instead of piling events up.
+fn async_stream<F, Fut>(body: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(body(tx));
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
+}
+
+async fn all_events(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Sse::new(stream(state, None, true)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn job_events(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    if !skep_api::is_dns_label(&name) {
+        return Err(ApiError::bad_request(format!("{name:?} is not a job name")));
+    }
+    if bounded("the store", state.store().get_job(&name)).await?.is_none() {
+        return Err(ApiError::NotFound(format!("bulkjob {name:?} not found")));
+    }
+    Ok(Sse::new(stream(state, Some(name), false)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_over_the_window() {
+        let mut r = Rates::default();
+        let t0 = Instant::now();
+        assert_eq!(r.rate("a", 0, t0), 0.0, "one sample: no rate");
+        assert_eq!(r.rate("a", 10, t0 + Duration::from_secs(2)), 5.0);
+        assert_eq!(r.rate("a", 40, t0 + Duration::from_secs(4)), 10.0);
+        // Old samples leave the window: only the recent pace counts.
+        let later = t0 + RATE_WINDOW + Duration::from_secs(10);
+        r.rate("a", 40, later - Duration::from_secs(5));
+        assert_eq!(r.rate("a", 40, later), 0.0, "stalled for the whole window");
+    }
+}
