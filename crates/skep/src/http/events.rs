@@ -208,10 +208,9 @@ fn stream(state: ApiState, only: Option<String>, with_swarm: bool) -> impl Strea
             }
             if with_swarm && now >= next_swarm {
                 next_swarm = now + SWARM_EVERY;
-                let snap = match super::swarm::overview(&state).await {
-                    Ok(v) => v,
-                    Err(e) => json!({"error": e.to_string()}),
-                };
+                // NB: a little under the period, so this stream's own
+                // cadence always finds the shared copy stale.
+                let snap = state.swarm_overview(SWARM_EVERY - TICK / 2).await;
                 if last_swarm.as_ref() != Some(&snap) {
                     if tx.send(event("swarm", &snap)).await.is_err() {
                         return;

@@ -36,6 +36,15 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
+/// `?force=true|false` (default false), the one query of the routes that
+/// remove or leave something.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceQuery {
+    #[serde(default)]
+    pub force: bool,
+}
+
 fn rejected(r: impl IntoResponse + std::fmt::Display) -> ApiError {
     let message = r.to_string();
     from_rejection(r.into_response().status(), message)

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use skep_api::{BulkJob, JobReport, Phase, RETRY_ANNOTATION};
 
 use super::error::{ApiError, ApiResult, created, ok};
-use super::extract::{Body, Path, Query};
+use super::extract::{Body, ForceQuery, Path, Query};
 use super::openapi::{Api, RouteDoc, path, query};
 use super::{ApiState, bounded};
 use crate::store::{Deleted, TaskRecord};
@@ -260,17 +260,10 @@ async fn get_one(state: axum::extract::State<ApiState>, Path(name): Path<String>
     ok(get_job(&state, &name).await?)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteQuery {
-    #[serde(default)]
-    force: bool,
-}
-
 async fn remove(
     state: axum::extract::State<ApiState>,
     Path(name): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    Query(q): Query<ForceQuery>,
 ) -> ApiResult<Value> {
     get_job(&state, &name).await?;
     if q.force {

@@ -70,6 +70,9 @@ struct Inner {
     ready: Readiness,
     /// Cancelled when the server shuts down: ends the event streams.
     shutdown: CancellationToken,
+    /// The last swarm overview and when it was read: every event stream
+    /// shares it, so open dashboards do not multiply the Docker calls.
+    swarm_overview: tokio::sync::Mutex<Option<(tokio::time::Instant, serde_json::Value)>>,
 }
 
 /// What every handler shares. Cheap to clone.
@@ -91,6 +94,24 @@ impl ApiState {
 
     pub fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
+    }
+
+    /// The swarm overview, read from Docker at most once per `max_age`
+    /// whatever the number of callers (they wait for one read). A failure
+    /// is the overview `{"error": …}`.
+    pub(crate) async fn swarm_overview(&self, max_age: Duration) -> serde_json::Value {
+        let mut cached = self.0.swarm_overview.lock().await;
+        if let Some((at, v)) = cached.as_ref()
+            && at.elapsed() < max_age
+        {
+            return v.clone();
+        }
+        let v = match swarm::overview(self).await {
+            Ok(v) => v,
+            Err(e) => serde_json::json!({"error": e.to_string()}),
+        };
+        *cached = Some((tokio::time::Instant::now(), v.clone()));
+        v
     }
 }
 
@@ -176,6 +197,7 @@ pub fn router(parts: ServerParts) -> Router {
         openapi,
         ready: parts.ready,
         shutdown: parts.shutdown,
+        swarm_overview: tokio::sync::Mutex::new(None),
     }));
     let api_router = api_router
         .method_not_allowed_fallback(method_not_allowed)

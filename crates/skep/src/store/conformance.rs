@@ -59,6 +59,14 @@ fn lease(uid: &str, limit: usize, now_ms: i64) -> LeaseRequest {
     }
 }
 
+fn update(uid: &str, index: u64, transition: Transition) -> TaskUpdate {
+    TaskUpdate {
+        job_uid: uid.to_owned(),
+        index,
+        transition,
+    }
+}
+
 fn ok_result(text: &str) -> FileResult {
     FileResult {
         text: Some(text.to_owned()),
@@ -266,11 +274,7 @@ pub async fn idempotent_results(s: &dyn Store) {
             .all(|t| t.attempts == 1 && t.state == TaskState::Dispatched)
     );
 
-    let upd = |index, transition| TaskUpdate {
-        job_uid: uid.clone(),
-        index,
-        transition,
-    };
+    let upd = |index, transition| update(&uid, index, transition);
     let applied = s
         .apply_updates(vec![
             upd(
@@ -414,11 +418,7 @@ pub async fn retry_failed_files(s: &dyn Store) {
     let uid = a.uid().to_owned();
     s.insert_tasks(&uid, tasks(3)).await.expect("insert");
     s.lease_tasks(lease(&uid, 3, 0)).await.expect("lease");
-    let upd = |index, transition| TaskUpdate {
-        job_uid: uid.clone(),
-        index,
-        transition,
-    };
+    let upd = |index, transition| update(&uid, index, transition);
     let applied = s
         .apply_updates(vec![
             upd(

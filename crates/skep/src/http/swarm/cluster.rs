@@ -13,7 +13,7 @@ use super::{Conn, connect};
 use crate::http::ApiState;
 use crate::http::auth::Scope;
 use crate::http::error::{ApiError, ApiResult, created, ok};
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{ForceQuery, Json, Path, Query};
 use crate::http::openapi::{Api, RouteDoc, path, query};
 
 /// Where `docker swarm init` listens when not told.
@@ -318,14 +318,7 @@ async fn init(State(state): State<ApiState>, Json(body): Json<InitBody>) -> ApiR
     created(Initialised { node_id })
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LeaveQuery {
-    #[serde(default)]
-    force: bool,
-}
-
-async fn leave(State(state): State<ApiState>, Query(q): Query<LeaveQuery>) -> ApiResult<Value> {
+async fn leave(State(state): State<ApiState>, Query(q): Query<ForceQuery>) -> ApiResult<Value> {
     let d = connect(&state).await?;
     let current = swarm_info(&d).await?;
     if !in_a_swarm(&current) {

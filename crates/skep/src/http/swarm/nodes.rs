@@ -14,7 +14,7 @@ use super::{
 };
 use crate::http::ApiState;
 use crate::http::error::{ApiError, ApiResult, ok};
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{ForceQuery, Json, Path, Query};
 use crate::http::openapi::{Api, RouteDoc, path, query};
 
 fn id_param() -> crate::http::openapi::Param {
@@ -155,17 +155,10 @@ async fn set_availability(
     ok(view(&d, &n).await?)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteQuery {
-    #[serde(default)]
-    force: bool,
-}
-
 async fn remove(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
+    Query(q): Query<ForceQuery>,
 ) -> ApiResult<Value> {
     check_node_ref(&id)?;
     let d = connect(&state).await?;
