@@ -115,6 +115,14 @@ async fn jobs_apply_list_get_results_report_delete() {
     let bad = s.apply("kind: [".to_owned()).await;
     assert_eq!(bad.status, 400);
     assert!(!bad.error().is_empty());
+    let relative = s
+        .apply(
+            s.job_yaml("rel", "")
+                .replace(&s.ws.path().join("pages").display().to_string(), "pages"),
+        )
+        .await;
+    assert_eq!(relative.status, 400, "{relative:?}");
+    assert!(relative.error().contains("spec.source.path"), "{relative:?}");
     let invalid = s.apply(s.job_yaml("Not_A_Name", "")).await;
     assert_eq!(invalid.status, 400);
     assert!(invalid.error().contains("metadata.name"), "{invalid:?}");

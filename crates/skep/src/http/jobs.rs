@@ -188,6 +188,27 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Over the API there is no file whose folder a relative path could mean
+/// (the CLI resolves against the YAML file's folder), so paths must be
+/// absolute: the controller would otherwise read them against its own
+/// working directory.
+fn check_absolute(job: &BulkJob) -> Result<(), ApiError> {
+    let spec = &job.spec;
+    for (field, path) in [
+        ("spec.source.path", Some(&spec.source.path)),
+        ("spec.output.path", spec.output.path.as_ref()),
+    ] {
+        if let Some(p) = path
+            && !std::path::Path::new(p).is_absolute()
+        {
+            return Err(ApiError::bad_request(format!(
+                "{field}: {p:?} is relative; over the API paths must be absolute (as the controller and workers see them)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn get_job(state: &ApiState, name: &str) -> Result<BulkJob, ApiError> {
     check_name(name)?;
     bounded("the store", state.store().get_job(name))
@@ -237,6 +258,7 @@ struct Applied {
 async fn apply(state: axum::extract::State<ApiState>, Body(body): Body) -> ApiResult<Applied> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     let job = skep_api::parse_job(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    check_absolute(&job)?;
     if let Some(expected) = job.metadata.generation {
         let current = bounded("the store", state.store().get_job(job.name())).await?;
         let have = current.as_ref().map_or(0, BulkJob::generation);
