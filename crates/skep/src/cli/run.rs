@@ -286,12 +286,10 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
     if let Some(local) = local {
         local.shutdown().await;
     }
-    if let Some(server) = server {
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server failed"),
-            Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
-        }
+    if let Some(server) = server
+        && let Err(e) = server_ended(server).await
+    {
+        tracing::warn!(error = %e, "the HTTP server failed");
     }
     res?;
     Ok(exit::OK)
@@ -309,10 +307,17 @@ async fn api_only(global: &GlobalArgs, api: &super::ApiArgs) -> CliResult {
     ready.set(true);
     let server = start_http(addr, api, store, crate::metrics::Metrics::new(), ready, shutdown).await?;
     tracing::info!("serving the API only (--api-only): this process does not reconcile");
+    server_ended(server)
+        .await
+        .map(|()| exit::OK)
+        .map_err(|e| CliError::failed(format!("the HTTP server failed: {e}")))
+}
+
+/// Waits for the HTTP server task; its failure (or panic) as text.
+async fn server_ended(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<(), String> {
     match server.await {
-        Ok(Ok(())) => Ok(exit::OK),
-        Ok(Err(e)) => Err(CliError::failed(format!("the HTTP server failed: {e}"))),
-        Err(e) => Err(CliError::failed(format!("the HTTP server task failed: {e}"))),
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the task ended: {e}")),
     }
 }
 

@@ -247,12 +247,7 @@ async fn job_events(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if !skep_api::is_dns_label(&name) {
-        return Err(ApiError::bad_request(format!("{name:?} is not a job name")));
-    }
-    if bounded("the store", state.store().get_job(&name)).await?.is_none() {
-        return Err(ApiError::NotFound(format!("bulkjob {name:?} not found")));
-    }
+    super::jobs::get_job(&state, &name).await?;
     Ok(Sse::new(stream(state, Some(name), false)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

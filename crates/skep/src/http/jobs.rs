@@ -209,7 +209,7 @@ fn check_absolute(job: &BulkJob) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn get_job(state: &ApiState, name: &str) -> Result<BulkJob, ApiError> {
+pub(super) async fn get_job(state: &ApiState, name: &str) -> Result<BulkJob, ApiError> {
     check_name(name)?;
     bounded("the store", state.store().get_job(name))
         .await?
@@ -287,7 +287,7 @@ async fn remove(
     Path(name): Path<String>,
     Query(q): Query<ForceQuery>,
 ) -> ApiResult<Value> {
-    get_job(&state, &name).await?;
+    check_name(&name)?;
     if q.force {
         bounded("the store", state.store().force_delete(&name)).await?;
         return ok(json!({"name": name, "deleted": "removed"}));

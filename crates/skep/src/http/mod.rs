@@ -236,13 +236,17 @@ async fn no_such_route(
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
 ) -> ApiError {
-    if uri.path().starts_with("/api/") {
-        let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if let Err(e) = state.0.auth.check(header, Scope::Admin) {
-            return e;
-        }
+    if uri.path().starts_with("/api/")
+        && let Err(e) = state.0.auth.check(bearer_header(&headers), Scope::Admin)
+    {
+        return e;
     }
     ApiError::NotFound(format!("no route {method} {}", uri.path()))
+}
+
+/// The `Authorization` header's value, if it is text.
+fn bearer_header(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
 /// Checks the token against the scope of the matched route.
@@ -253,8 +257,7 @@ async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> R
         .and_then(|p| state.0.scopes.get(&(req.method().clone(), p.as_str().to_owned())))
         .copied()
         .unwrap_or(Scope::Admin);
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match state.0.auth.check(header, needed) {
+    match state.0.auth.check(bearer_header(req.headers()), needed) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }

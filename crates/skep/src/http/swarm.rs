@@ -222,10 +222,7 @@ pub(super) fn docker_error(endpoint: &str, e: BollardError, refused: fn(String) 
     {
         ApiError::Conflict(text)
     } else if lower.contains("not a swarm manager") {
-        ApiError::Unavailable(format!(
-            "the docker daemon at {endpoint} is not a swarm manager: run `docker swarm init` there, \
-             or point DOCKER_HOST at a manager"
-        ))
+        ApiError::from(crate::runtime::swarm::not_a_manager(endpoint))
     } else if status_code == 404 || lower.contains("code = notfound") {
         ApiError::NotFound(text)
     } else if status_code == 409

@@ -88,7 +88,8 @@ impl DockerApi {
     }
 }
 
-fn not_a_manager(endpoint: &str) -> RuntimeError {
+/// The daemon at `endpoint` cannot manage the swarm; what to do about it.
+pub fn not_a_manager(endpoint: &str) -> RuntimeError {
     RuntimeError::Unavailable(format!(
         "the Docker daemon at {endpoint} is not a swarm manager: run `docker swarm init` there, \
          or point DOCKER_HOST at a manager"

@@ -33,7 +33,7 @@ use api::{DockerApi, SwarmApi};
 use capacity::{Constraint, NodeInfo, Reservation};
 use scale::Scaled;
 
-pub use api::{classify as classify_error, docker_endpoint};
+pub use api::{classify as classify_error, docker_endpoint, not_a_manager};
 pub use template::{BindMount, ServiceTemplate, parse_env, parse_memory};
 
 pub const DEFAULT_SERVICE_PREFIX: &str = "skep-worker-";
