@@ -21,7 +21,8 @@ ARG RUST_IMAGE=rust:1-bookworm
 FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      ca-certificates libtesseract5 liblept5 tesseract-ocr-eng \
+      ca-certificates libtesseract5 liblept5 tesseract-ocr-eng tesseract-ocr-osd \
+      poppler-utils qpdf \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 skep \
  && useradd --system --uid 10001 --gid skep --home-dir /var/lib/skep --create-home skep

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what skep needs on Debian/Ubuntu, when it is missing:
-# Tesseract 5 with its C API and English data, Leptonica, clang (for the
-# leptess bindings), the DejaVu fonts the test corpus is drawn with, and jq.
+# Tesseract 5 with its C API, English and orientation data, Leptonica,
+# clang (for the leptess bindings), Poppler's programs (pdfinfo, pdftotext,
+# pdftoppm: how workers read PDFs) and qpdf (searchable PDFs), the DejaVu
+# fonts the test corpus is drawn with, and jq.
 # Safe to run again; does nothing when everything is there.
 set -euo pipefail
 
 packages=(
-  libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng
+  libtesseract-dev libleptonica-dev tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
+  poppler-utils qpdf
   clang libclang-dev pkg-config fonts-dejavu-core
   jq curl # the swarm end-to-end and API tests read JSON and call HTTP with them
 )

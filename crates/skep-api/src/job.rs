@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::Artefact;
+
 /// `apiVersion` of every BulkJob document.
 pub const API_VERSION: &str = "skep.dev/v1";
 /// `kind` of every BulkJob document.
@@ -24,9 +26,15 @@ pub const DEFAULT_FILE_TIMEOUT_SECONDS: u64 = 300;
 /// lines in our measurements, so skep defaults to 6 and lets a job choose.
 pub const DEFAULT_PAGE_SEG_MODE: u8 = 6;
 pub const DEFAULT_DPI: u32 = 300;
+/// A PDF or multi-page TIFF with more pages than this is split into page
+/// ranges of this many pages, one task each.
+pub const DEFAULT_PAGES_PER_TASK: u32 = 8;
+/// Most pages in one range (a task must finish within its timeout).
+pub const MAX_PAGES_PER_TASK: u32 = 1_000;
 
-/// A bulk OCR job: every supported image under `spec.source.path` is
-/// recognised once, with its text and a report written to the output folder.
+/// A bulk OCR job: every supported file (images, PDFs, Office documents)
+/// under `spec.source.path` is read once, with its text, the formats asked
+/// for and a report written to the output folder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "BulkJob")]
@@ -160,6 +168,16 @@ pub struct BulkJobSpec {
     pub plan: Plan,
     #[serde(default)]
     pub failure_policy: FailurePolicy,
+    /// A PDF or multi-page TIFF with more pages than this becomes one task
+    /// per range of this many pages, so that one long document spreads over
+    /// every worker. Retries are per range. Default 8.
+    #[serde(default = "default_pages_per_task")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub pages_per_task: u32,
+}
+
+fn default_pages_per_task() -> u32 {
+    DEFAULT_PAGES_PER_TASK
 }
 
 fn default_max_attempts() -> u32 {
@@ -195,6 +213,7 @@ impl BulkJobSpec {
             tenant: None,
             plan: Plan::default(),
             failure_policy: FailurePolicy::default(),
+            pages_per_task: DEFAULT_PAGES_PER_TASK,
         }
     }
 }
@@ -236,10 +255,33 @@ pub struct EngineSpec {
     #[serde(default = "default_page_seg_mode")]
     #[schemars(range(min = 3, max = 13))]
     pub page_seg_mode: u8,
-    /// Resolution assumed for images that do not record one.
+    /// Resolution PDF pages are rasterised at for OCR, and assumed for
+    /// images that do not record one. Default 300.
     #[serde(default = "default_dpi")]
     #[schemars(range(min = 70, max = 2400))]
     pub dpi: u32,
+    /// How PDF pages are read: `auto` (default) takes a page's text layer
+    /// when it has real text and OCRs the pages that have none, `ocr` OCRs
+    /// every page, `text` never OCRs (pages without text come out empty).
+    #[serde(default)]
+    pub pdf: PdfMode,
+    /// Detect pages scanned sideways or upside down (Tesseract's orientation
+    /// detection) and turn them before OCR. Default true.
+    #[serde(default = "default_true")]
+    pub auto_rotate: bool,
+}
+
+/// How the pages of a PDF are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PdfMode {
+    /// The text layer where a page has one, OCR where it has none.
+    #[default]
+    Auto,
+    /// OCR every page, whatever text it has.
+    Ocr,
+    /// Never OCR: text layers only.
+    Text,
 }
 
 fn default_languages() -> Vec<String> {
@@ -259,6 +301,8 @@ impl Default for EngineSpec {
             languages: default_languages(),
             page_seg_mode: DEFAULT_PAGE_SEG_MODE,
             dpi: DEFAULT_DPI,
+            pdf: PdfMode::default(),
+            auto_rotate: true,
         }
     }
 }
@@ -284,8 +328,12 @@ pub struct OutputSpec {
     /// Output folder; default `skep-output/<job name>` beside the YAML file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Extra outputs: `txt` (one `<file>.txt` per input, mirroring the
-    /// source tree) and `report` (`report.json` with the aggregate).
+    /// Outputs besides `results.jsonl`, each under the output folder with
+    /// the file's relative path and the format's extension appended:
+    /// `txt` (`text/<path>.txt`), `hocr` (`hocr/<path>.hocr`), `alto`
+    /// (`alto/<path>.xml`, ALTO v4), `tsv` (`tsv/<path>.tsv`, Tesseract's
+    /// columns), `pdf` (`pdf/<path>.pdf`, a searchable PDF) and `report`
+    /// (`report.json`, the aggregate). Default `[txt, report]`.
     #[serde(default = "default_formats")]
     pub formats: Vec<OutputFormat>,
 }
@@ -303,11 +351,29 @@ impl Default for OutputSpec {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OutputFormat {
     Txt,
+    Hocr,
+    Alto,
+    Tsv,
+    Pdf,
     Report,
+}
+
+impl OutputFormat {
+    /// The per-file artefacts a worker makes for this format (`txt` and
+    /// `report` come from the stored results instead).
+    pub fn artefact(self) -> Option<Artefact> {
+        match self {
+            OutputFormat::Hocr => Some(Artefact::Hocr),
+            OutputFormat::Alto => Some(Artefact::Alto),
+            OutputFormat::Tsv => Some(Artefact::Tsv),
+            OutputFormat::Pdf => Some(Artefact::Pdf),
+            OutputFormat::Txt | OutputFormat::Report => None,
+        }
+    }
 }
 
 /// How many workers the job asks for. The controller wants
@@ -404,6 +470,9 @@ pub struct BulkJobStatus {
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub files: FileCounts,
+    /// Pages of the job's files; see [`PageCounts`].
+    #[serde(default)]
+    pub pages: PageCounts,
     #[serde(default)]
     pub replicas: ReplicaStatus,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -558,6 +627,23 @@ impl FileCounts {
 
     pub fn remaining(&self) -> u64 {
         self.total.saturating_sub(self.finished())
+    }
+}
+
+/// Page counts. A file's page count is known once a worker has opened it;
+/// until then it counts as one page, so `total` grows while documents are
+/// opened and settles once every file has been.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PageCounts {
+    pub total: u64,
+    /// Pages of finished files and of finished ranges of split files.
+    pub done: u64,
+}
+
+impl PageCounts {
+    pub fn remaining(&self) -> u64 {
+        self.total.saturating_sub(self.done)
     }
 }
 

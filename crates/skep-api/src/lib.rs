@@ -6,6 +6,7 @@
 //! This crate knows nothing of stores, brokers or Docker: every backend
 //! depends on it, never the reverse.
 
+pub mod formats;
 mod job;
 mod message;
 mod parse;

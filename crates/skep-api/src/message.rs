@@ -1,12 +1,19 @@
 //! The wire format between the controller and the workers: one
-//! [`TaskMessage`] per file on the pool's task topic, one [`ResultMessage`]
-//! per processed delivery on the results topic. JSON with a version field
-//! `v`; a reader rejects a version it does not know instead of guessing.
+//! [`TaskMessage`] per file or page range on the pool's task topic, one
+//! [`ResultMessage`] per processed delivery on the results topic. JSON with
+//! a version field `v`; a reader rejects a version it does not know instead
+//! of guessing.
+//!
+//! Version 2 (page ranges, PDF/Office options, artefacts) replaced version
+//! 1; a v2 worker answers a v1 task with a `badMessage` failure that says
+//! to upgrade the controller.
 
 use serde::{Deserialize, Serialize};
 
+use crate::PdfMode;
+
 /// The wire version this build writes and reads.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 
 /// Topic the workers of `pool` consume.
 pub fn task_topic(pool: &str) -> String {
@@ -16,6 +23,13 @@ pub fn task_topic(pool: &str) -> String {
 /// Topic every worker publishes results to and the controller consumes.
 pub const RESULTS_TOPIC: &str = "skep.results";
 
+/// Largest text a result message carries inline; a longer one is written
+/// to the task's staging folder as [`STAGED_TEXT_FILE`]. Well under NSQ's
+/// default 1 MiB message limit.
+pub const MAX_INLINE_TEXT: usize = 256 * 1024;
+/// The file a worker writes a text longer than [`MAX_INLINE_TEXT`] to.
+pub const STAGED_TEXT_FILE: &str = "text.txt";
+
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("malformed message: {0}")]
@@ -24,7 +38,86 @@ pub enum WireError {
     Version { found: u16 },
 }
 
-/// One file to recognise.
+/// Pages `first..=last` of a file, 1-based.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRange {
+    pub first: u32,
+    pub last: u32,
+}
+
+impl PageRange {
+    pub fn len(&self) -> u32 {
+        self.last.saturating_sub(self.first) + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last < self.first
+    }
+
+    /// `pages` pages cut into ranges of `per_task` pages.
+    pub fn split(pages: u32, per_task: u32) -> Vec<PageRange> {
+        let per = per_task.max(1);
+        (0..pages.div_ceil(per))
+            .map(|i| PageRange {
+                first: i * per + 1,
+                last: ((i + 1) * per).min(pages),
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for PageRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// A per-file output a worker makes (into the task's staging folder) and
+/// the controller lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Artefact {
+    Hocr,
+    Alto,
+    Tsv,
+    Pdf,
+}
+
+impl Artefact {
+    pub const ALL: [Artefact; 4] = [Artefact::Hocr, Artefact::Alto, Artefact::Tsv, Artefact::Pdf];
+
+    /// Sub-folder of the output folder.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Artefact::Hocr => "hocr",
+            Artefact::Alto => "alto",
+            Artefact::Tsv => "tsv",
+            Artefact::Pdf => "pdf",
+        }
+    }
+
+    /// Extension appended to the file's relative path.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Artefact::Hocr => "hocr",
+            Artefact::Alto => "xml",
+            Artefact::Tsv => "tsv",
+            Artefact::Pdf => "pdf",
+        }
+    }
+
+    /// The file's name in a staging folder.
+    pub fn staged_name(self) -> &'static str {
+        match self {
+            Artefact::Hocr => "out.hocr",
+            Artefact::Alto => "out.xml",
+            Artefact::Tsv => "out.tsv",
+            Artefact::Pdf => "out.pdf",
+        }
+    }
+}
+
+/// One file, or one page range of a file, to read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskMessage {
@@ -33,6 +126,13 @@ pub struct TaskMessage {
     pub job_uid: String,
     /// The file's index in the job (stable across restarts).
     pub index: u64,
+    /// 0 for a whole file; 1.. for the ranges of a split file.
+    pub part: u32,
+    /// The pages to read (a range task), or `None` for the whole file: a
+    /// whole file with more than `pagesPerTask` pages is answered with
+    /// [`Outcome::Split`] instead of being read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PageRange>,
     /// Absolute path, the same on every worker node.
     pub path: String,
     /// 1-based attempt the controller dispatched.
@@ -42,6 +142,44 @@ pub struct TaskMessage {
     pub languages: Vec<String>,
     pub page_seg_mode: u8,
     pub dpi: u32,
+    pub pages_per_task: u32,
+    pub pdf: PdfMode,
+    pub auto_rotate: bool,
+    /// Artefacts to make for this task, into a new folder under `staging`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artefacts: Vec<Artefact>,
+    /// The job's staging folder (absolute, shared with the controller):
+    /// the worker makes one new folder in it per delivery for artefacts
+    /// and long texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<String>,
+}
+
+impl TaskMessage {
+    /// A first attempt at the whole file `path` with every job default
+    /// (English, no artefacts, no staging folder); set what differs.
+    pub fn for_file(job: &str, job_uid: &str, index: u64, path: impl Into<String>) -> Self {
+        Self {
+            v: WIRE_VERSION,
+            job: job.to_owned(),
+            job_uid: job_uid.to_owned(),
+            index,
+            part: 0,
+            pages: None,
+            path: path.into(),
+            attempt: 1,
+            max_attempts: crate::DEFAULT_MAX_ATTEMPTS,
+            timeout_ms: crate::DEFAULT_FILE_TIMEOUT_SECONDS * 1000,
+            languages: vec!["eng".to_owned()],
+            page_seg_mode: crate::DEFAULT_PAGE_SEG_MODE,
+            dpi: crate::DEFAULT_DPI,
+            pages_per_task: crate::DEFAULT_PAGES_PER_TASK,
+            pdf: PdfMode::Auto,
+            auto_rotate: true,
+            artefacts: Vec::new(),
+            staging: None,
+        }
+    }
 }
 
 /// The outcome of one delivery of a task.
@@ -52,6 +190,7 @@ pub struct ResultMessage {
     pub job: String,
     pub job_uid: String,
     pub index: u64,
+    pub part: u32,
     /// The attempt of the task message this answers.
     pub attempt: u32,
     pub outcome: Outcome,
@@ -64,14 +203,55 @@ pub struct ResultMessage {
 pub enum Outcome {
     #[serde(rename_all = "camelCase")]
     Succeeded {
+        /// The text, pages joined by a form feed line (`"\n\x0c\n"`);
+        /// empty when `textStaged`.
         text: String,
-        /// Mean Tesseract confidence over the file's pages, 0-100.
+        /// Mean confidence over the pages that had text, 0-100.
         confidence: f32,
+        /// Pages read (of the range, for a range task).
         pages: u32,
         words: u64,
+        /// Per page, in page order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        page_info: Vec<PageInfo>,
+        /// The folder (a name in the task's staging folder) holding this
+        /// delivery's artefacts, and the text when `textStaged`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staged: Option<String>,
+        /// The text was longer than [`MAX_INLINE_TEXT`] and is in
+        /// `staged/`[`STAGED_TEXT_FILE`].
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        text_staged: bool,
     },
     #[serde(rename_all = "camelCase")]
     Failed { reason: FailureReason, error: String },
+    /// The whole file has this many pages, more than `pagesPerTask`: the
+    /// controller dispatches it as page ranges. Nothing was read.
+    #[serde(rename_all = "camelCase")]
+    Split { pages: u32 },
+}
+
+/// Where a page's text came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PageSource {
+    /// The PDF's own text layer (or an Office document's text).
+    Text,
+    /// OCR.
+    Ocr,
+}
+
+/// What happened to one page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageInfo {
+    /// 1-based page number in the file.
+    pub number: u32,
+    pub source: PageSource,
+    /// Mean word confidence, 0-100 (100 for text-layer pages).
+    pub confidence: f32,
+    /// Clockwise degrees the page was turned before OCR: 0, 90, 180, 270.
+    pub rotation: u16,
 }
 
 /// Which worker produced a result.
@@ -96,6 +276,8 @@ pub enum FailureReason {
     Unsupported,
     /// A known format whose data does not decode.
     Corrupt,
+    /// A password-protected or encrypted document (PDF, Office).
+    Encrypted,
     /// Larger than the worker accepts.
     TooLarge,
     /// Recognition took longer than the job's `fileTimeoutSeconds`.
@@ -126,6 +308,7 @@ impl FailureReason {
             FailureReason::Empty => "empty",
             FailureReason::Unsupported => "unsupported",
             FailureReason::Corrupt => "corrupt",
+            FailureReason::Encrypted => "encrypted",
             FailureReason::TooLarge => "tooLarge",
             FailureReason::Timeout => "timeout",
             FailureReason::Engine => "engine",
@@ -139,12 +322,14 @@ impl FailureReason {
     }
 }
 
-const ALL_REASONS: [FailureReason; 10] = [
+/// Every reason, for metrics that pre-register their labels.
+pub const ALL_REASONS: [FailureReason; 11] = [
     FailureReason::NotFound,
     FailureReason::Unreadable,
     FailureReason::Empty,
     FailureReason::Unsupported,
     FailureReason::Corrupt,
+    FailureReason::Encrypted,
     FailureReason::TooLarge,
     FailureReason::Timeout,
     FailureReason::Engine,
@@ -202,6 +387,8 @@ mod tests {
             job: "j".into(),
             job_uid: "u".into(),
             index: 7,
+            part: 0,
+            pages: None,
             path: "/data/a.png".into(),
             attempt: 1,
             max_attempts: 3,
@@ -209,6 +396,11 @@ mod tests {
             languages: vec!["eng".into()],
             page_seg_mode: 6,
             dpi: 300,
+            pages_per_task: 8,
+            pdf: PdfMode::Auto,
+            auto_rotate: true,
+            artefacts: vec![Artefact::Hocr],
+            staging: Some("/out/.skep-staging/u".into()),
         }
     }
 
@@ -225,6 +417,7 @@ mod tests {
             job: "j".into(),
             job_uid: "u".into(),
             index: 1,
+            part: 0,
             attempt: 2,
             outcome: Outcome::Failed {
                 reason: FailureReason::Corrupt,
@@ -249,6 +442,56 @@ mod tests {
         t.v = 99;
         let err = TaskMessage::decode(&t.encode()).unwrap_err();
         assert!(matches!(err, WireError::Version { found: 99 }), "{err}");
+    }
+
+    #[test]
+    fn split_and_range_results_round_trip() {
+        let mut t = task();
+        t.part = 3;
+        t.pages = Some(PageRange { first: 17, last: 24 });
+        assert_eq!(TaskMessage::decode(&t.encode()).unwrap(), t);
+        let split = Outcome::Split { pages: 700 };
+        let json = serde_json::to_value(&split).unwrap();
+        assert_eq!(json, serde_json::json!({"status": "split", "pages": 700}));
+        let ok = Outcome::Succeeded {
+            text: String::new(),
+            confidence: 90.0,
+            pages: 1,
+            words: 3,
+            page_info: vec![PageInfo {
+                number: 17,
+                source: PageSource::Ocr,
+                confidence: 90.0,
+                rotation: 90,
+            }],
+            staged: Some("17-3-1-w".into()),
+            text_staged: true,
+        };
+        let back: Outcome = serde_json::from_value(serde_json::to_value(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
+    }
+
+    #[test]
+    fn ranges_cover_every_page_once() {
+        let r = PageRange::split(20, 8);
+        assert_eq!(
+            r,
+            vec![
+                PageRange { first: 1, last: 8 },
+                PageRange { first: 9, last: 16 },
+                PageRange { first: 17, last: 20 }
+            ]
+        );
+        assert_eq!(r.iter().map(PageRange::len).sum::<u32>(), 20);
+        assert_eq!(PageRange::split(8, 8).len(), 1);
+        assert!(PageRange::split(0, 8).is_empty());
+        assert_eq!(PageRange::split(3, 0).len(), 3, "a zero range size counts as 1");
+    }
+
+    #[test]
+    fn version_1_tasks_are_refused() {
+        let v1 = br#"{"v":1,"job":"j","jobUid":"u","index":0,"path":"/a.png","attempt":1,"maxAttempts":3,"timeoutMs":1,"languages":["eng"],"pageSegMode":6,"dpi":300}"#;
+        assert!(matches!(TaskMessage::decode(v1), Err(WireError::Version { found: 1 })));
     }
 
     #[test]

@@ -159,6 +159,17 @@ pub fn validate_job(job: &BulkJob) -> Result<(), ValidationErrors> {
         "spec.fileTimeoutSeconds",
         || format!("must be between 1 and 86400, got {}", s.file_timeout_seconds),
     );
+    e.check(
+        (1..=crate::MAX_PAGES_PER_TASK).contains(&s.pages_per_task),
+        "spec.pagesPerTask",
+        || {
+            format!(
+                "must be between 1 and {}, got {}",
+                crate::MAX_PAGES_PER_TASK,
+                s.pages_per_task
+            )
+        },
+    );
     if let Some(d) = s.active_deadline_seconds {
         e.check(d >= 1, "spec.activeDeadlineSeconds", || "must be >= 1".to_owned());
     }
@@ -248,6 +259,15 @@ mod tests {
                 "spec.maxAttempts"
             ]
         );
+    }
+
+    #[test]
+    fn pages_per_task_range() {
+        let mut j = job();
+        j.spec.pages_per_task = 0;
+        assert_eq!(errors(&j), vec!["spec.pagesPerTask: must be between 1 and 1000, got 0"]);
+        j.spec.pages_per_task = 1000;
+        assert!(errors(&j).is_empty());
     }
 
     #[test]

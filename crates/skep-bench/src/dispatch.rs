@@ -340,6 +340,8 @@ pub fn task_bodies(n: usize) -> Vec<Bytes> {
                 job: "invoices-2024-q3".to_owned(),
                 job_uid: "3f6c2a9e-8d1b-4c57-9e0a-6b2f1d7c4e88".to_owned(),
                 index: i as u64,
+                part: 0,
+                pages: None,
                 path: format!(
                     "/data/scans/archive-2024/box-{:04}/folder-{:02}/scan-{i:07}.png",
                     i / 10_000,
@@ -351,6 +353,11 @@ pub fn task_bodies(n: usize) -> Vec<Bytes> {
                 languages: vec!["eng".to_owned()],
                 page_seg_mode: 6,
                 dpi: 300,
+                pages_per_task: 8,
+                pdf: skep_api::PdfMode::Auto,
+                auto_rotate: true,
+                artefacts: Vec::new(),
+                staging: None,
             };
             Bytes::from(msg.encode())
         })

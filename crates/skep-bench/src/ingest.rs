@@ -171,9 +171,11 @@ async fn job_round(store: &dyn Store, label: &str, tasks: usize) -> Result<Round
 
 async fn phases(store: &dyn Store, label: &str, uid: &str, job: &BulkJob, tasks: usize) -> Result<Round> {
     let new_tasks: Vec<NewTask> = (0..tasks as u64)
-        .map(|i| NewTask {
-            index: i,
-            path: format!("box-{:04}/folder-{:02}/scan-{i:07}.png", i / 10_000, i / 100 % 100),
+        .map(|i| {
+            NewTask::file(
+                i,
+                format!("box-{:04}/folder-{:02}/scan-{i:07}.png", i / 10_000, i / 100 % 100),
+            )
         })
         .collect();
     let started = Instant::now();
@@ -225,6 +227,7 @@ fn result_updates(uid: &str, tasks: usize) -> Vec<TaskUpdate> {
         .map(|index| TaskUpdate {
             job_uid: uid.to_owned(),
             index,
+            part: 0,
             transition: Transition::Succeed {
                 result: FileResult {
                     text: Some(text.clone()),

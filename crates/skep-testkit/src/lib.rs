@@ -14,6 +14,8 @@
 
 mod cer;
 mod corpus;
+pub mod documents;
+pub mod office;
 mod render;
 mod text;
 

@@ -6,6 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use skep_testkit::documents::{
+    DocOptions, ScannedPdfOptions, generate_documents, generate_scanned_pdfs, write_manifest,
+};
+use skep_testkit::office::generate_office;
 use skep_testkit::{
     CorpusOptions, GeneratedFile, ImageFormat, MANIFEST_FILE, PageSize, cer, generate_corpus, load_truth,
     read_manifest, truth_path,
@@ -49,6 +53,49 @@ enum Command {
         #[arg(long)]
         bad_files: bool,
     },
+    /// Generate test documents under PAGES_DIR/docs: PDFs (born-digital,
+    /// scanned, mixed, sideways), rotated images, a multi-page TIFF, broken
+    /// files, and the Office documents; needs qpdf.
+    Docs {
+        /// Where the documents go (under docs/ and office/).
+        #[arg(long)]
+        pages_dir: PathBuf,
+        /// Where ground truth (<rel_path>.txt) and manifest.json go.
+        #[arg(long)]
+        truth_dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write docs/big.pdf with N scanned pages (small size).
+        #[arg(long, value_name = "N")]
+        big_pdf: Option<usize>,
+        /// Size of the scanned pages: small or a4.
+        #[arg(long, default_value = "small")]
+        size: PageSize,
+        /// Leave out the Office documents.
+        #[arg(long)]
+        no_office: bool,
+    },
+    /// Generate image-only PDFs of scanned pages (scan-0001.pdf, ...) for
+    /// benchmarks.
+    ScannedPdfs {
+        /// Where the PDFs go.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where ground truth (<rel_path>.txt) and manifest.json go.
+        #[arg(long)]
+        truth_dir: PathBuf,
+        /// Number of PDFs.
+        #[arg(long)]
+        files: usize,
+        /// Scanned pages in each PDF.
+        #[arg(long)]
+        pages_per_file: usize,
+        /// small (1240x880) or a4 (2480x3508 at 300 dpi).
+        #[arg(long, default_value = "small")]
+        size: PageSize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Score a results.jsonl against the ground truth (exit 1 if the mean CER
     /// is >= 0.05 or a file with ground truth is missing or failed).
     Cer {
@@ -84,6 +131,37 @@ fn main() -> ExitCode {
             };
             run_gen(&pages_dir, &truth_dir, &opts).map(|()| true)
         }
+        Command::Docs {
+            pages_dir,
+            truth_dir,
+            seed,
+            big_pdf,
+            size,
+            no_office,
+        } => {
+            let opts = DocOptions {
+                seed,
+                size,
+                big_pdf_pages: big_pdf,
+            };
+            run_docs(&pages_dir, &truth_dir, &opts, !no_office).map(|()| true)
+        }
+        Command::ScannedPdfs {
+            dir,
+            truth_dir,
+            files,
+            pages_per_file,
+            size,
+            seed,
+        } => {
+            let opts = ScannedPdfOptions {
+                files,
+                pages_per_file,
+                size,
+                seed,
+            };
+            run_scanned_pdfs(&dir, &truth_dir, &opts).map(|()| true)
+        }
         Command::Cer { results, truth_dir } => run_cer(&results, &truth_dir),
     };
     match result {
@@ -110,6 +188,37 @@ fn run_gen(pages_dir: &Path, truth_dir: &Path, opts: &CorpusOptions) -> anyhow::
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn run_docs(pages_dir: &Path, truth_dir: &Path, opts: &DocOptions, office: bool) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let mut files = generate_documents(pages_dir, truth_dir, opts)?;
+    if office {
+        files.extend(generate_office(pages_dir, truth_dir, opts.seed)?);
+    }
+    write_manifest(truth_dir, &files)?;
+    report("documents", &files, pages_dir, truth_dir, start);
+    Ok(())
+}
+
+fn run_scanned_pdfs(dir: &Path, truth_dir: &Path, opts: &ScannedPdfOptions) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let files = generate_scanned_pdfs(dir, truth_dir, opts)?;
+    write_manifest(truth_dir, &files)?;
+    report(&format!("scanned PDFs ({})", opts.size), &files, dir, truth_dir, start);
+    Ok(())
+}
+
+fn report(what: &str, files: &[GeneratedFile], dir: &Path, truth_dir: &Path, start: std::time::Instant) {
+    let good = files.iter().filter(|f| f.truth.is_some()).count();
+    let pages: usize = files.iter().map(|f| f.pages).sum();
+    println!(
+        "generated {good} {what} ({pages} pages) + {} bad files in {} (truth in {}) in {:.1} s",
+        files.len() - good,
+        dir.display(),
+        truth_dir.display(),
+        start.elapsed().as_secs_f64()
+    );
 }
 
 /// One line of results.jsonl, as far as we care.
@@ -225,4 +334,80 @@ fn run_cer(results_path: &Path, truth_dir: &Path) -> anyhow::Result<bool> {
         scores.len()
     );
     Ok(mean < MAX_MEAN_CER && problems == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn docs_and_scanned_pdfs_parse() {
+        let cli = Cli::try_parse_from([
+            "skep-testkit",
+            "docs",
+            "--pages-dir",
+            "p",
+            "--truth-dir",
+            "t",
+            "--big-pdf",
+            "200",
+            "--size",
+            "a4",
+            "--no-office",
+        ])
+        .expect("valid docs arguments");
+        assert!(matches!(
+            cli.command,
+            Command::Docs {
+                big_pdf: Some(200),
+                size: PageSize::A4,
+                no_office: true,
+                seed: 1,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from([
+            "skep-testkit",
+            "scanned-pdfs",
+            "--dir",
+            "d",
+            "--truth-dir",
+            "t",
+            "--files",
+            "3",
+            "--pages-per-file",
+            "7",
+        ])
+        .expect("valid scanned-pdfs arguments");
+        assert!(matches!(
+            cli.command,
+            Command::ScannedPdfs {
+                files: 3,
+                pages_per_file: 7,
+                size: PageSize::Small,
+                ..
+            }
+        ));
+        assert!(
+            Cli::try_parse_from([
+                "skep-testkit",
+                "docs",
+                "--pages-dir",
+                "p",
+                "--truth-dir",
+                "t",
+                "--size",
+                "letter"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["skep-testkit", "scanned-pdfs", "--dir", "d", "--truth-dir", "t"]).is_err());
+    }
 }

@@ -1,28 +1,48 @@
-//! One Tesseract engine and how it reads a file. An [`Engine`] is `Send`
+//! One Tesseract engine and how it reads a page. An [`Engine`] is `Send`
 //! but not `Sync`: it lives on one thread (see `slot.rs`) and is reused
-//! for every file that thread reads, because starting one costs ~130 ms.
+//! for every page that thread reads, because starting one costs ~130 ms.
+//!
+//! Orientation: a page is first read as it is. Only when that reading is
+//! poor (low mean confidence) and the job asks for `autoRotate` is
+//! Tesseract's orientation detection run (page segmentation mode 1, on a
+//! half-size copy of large pages); if it finds the text turned, the page
+//! is turned upright and read again, and the better reading wins. Pages
+//! scanned the right way up, nearly all of them, cost nothing extra.
 
 use std::ffi::CString;
 use std::path::Path;
 
-use leptess::leptonica::{Pix, pix_read_mem};
+use leptess::leptonica::Pix;
 use leptess::tesseract::{MAX_CREDIBLE_RESOLUTION, MIN_CREDIBLE_RESOLUTION, TessApi};
-use skep_api::FailureReason;
+use skep_api::{FailureReason, PdfMode};
+use skep_doc::layout::{PageLayout, from_tesseract_tsv};
 
-use crate::format::{ImageFormat, is_multipage_tiff, sniff};
+use crate::raster::Raster;
 
 /// Files larger than this are refused with reason `tooLarge`.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+/// A reading whose mean confidence is below this is checked for a page
+/// turned sideways or upside down (when `autoRotate` is on). Upright pages
+/// of the test corpus read at 85-96; the same pages turned 90 or 180
+/// degrees read at 20-55.
+pub const ROTATION_CHECK_BELOW: f32 = 70.0;
+/// Orientation detection reads pages above this many pixels at half size.
+const OSD_HALF_SIZE_ABOVE: u64 = 4_000_000;
 
-/// What an engine is started with: the languages (fixed for the engine's
-/// life) and how it reads pages (set per file).
+/// How the engine reads pages: the languages (fixed for an engine's life)
+/// and the per-task options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Tesseract language string, `eng` or `eng+deu`.
     pub languages: String,
     pub page_seg_mode: u8,
-    /// Resolution assumed for images that record none.
+    /// Resolution assumed for images that record none, and the one PDF
+    /// pages are rasterised at.
     pub dpi: u32,
+    /// How PDF pages are read.
+    pub pdf: PdfMode,
+    /// Turn sideways and upside-down pages before reading them.
+    pub auto_rotate: bool,
 }
 
 impl Default for EngineConfig {
@@ -31,19 +51,10 @@ impl Default for EngineConfig {
             languages: "eng".to_owned(),
             page_seg_mode: skep_api::DEFAULT_PAGE_SEG_MODE,
             dpi: skep_api::DEFAULT_DPI,
+            pdf: PdfMode::Auto,
+            auto_rotate: true,
         }
     }
-}
-
-/// The text of one file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Recognized {
-    /// Pages joined by a form feed line (`"\n\x0c\n"`).
-    pub text: String,
-    /// Mean Tesseract confidence (0-100) over the pages that had text.
-    pub confidence: f32,
-    pub pages: u32,
-    pub words: u64,
 }
 
 /// Why a file could not be read; the job goes on without it.
@@ -61,6 +72,51 @@ impl OcrError {
             message: message.into(),
         }
     }
+}
+
+impl From<skep_doc::DocError> for OcrError {
+    fn from(e: skep_doc::DocError) -> Self {
+        Self::new(e.reason, e.message)
+    }
+}
+
+impl From<skep_doc::process::RunError> for OcrError {
+    fn from(e: skep_doc::process::RunError) -> Self {
+        Self::new(e.reason(), e.to_string())
+    }
+}
+
+/// A page to read.
+#[derive(Clone, Copy)]
+pub enum PageImage<'a> {
+    Gray(&'a Raster),
+    /// Decoded by Leptonica (JPEG 2000): read as it is, never turned.
+    Pix(&'a Pix),
+}
+
+impl std::fmt::Debug for PageImage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PageImage::Gray(r) => f.debug_tuple("Gray").field(r).finish(),
+            PageImage::Pix(p) => write!(f, "Pix({}x{})", p.get_w(), p.get_h()),
+        }
+    }
+}
+
+/// What Tesseract made of one page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageOcr {
+    pub text: String,
+    /// Mean word confidence, 0-100.
+    pub confidence: f32,
+    pub words: u64,
+    /// Clockwise degrees the page was turned before this reading.
+    pub rotation: u16,
+    /// Blocks, lines and words with boxes, in the frame of the page as
+    /// read (turned, when `rotation` is not 0); when asked for.
+    pub layout: Option<PageLayout>,
+    /// The turned page, when it was turned.
+    pub turned: Option<Raster>,
 }
 
 pub struct Engine {
@@ -103,51 +159,146 @@ impl Engine {
         &self.languages
     }
 
-    /// Reads and recognises every page of the file at `path`.
-    pub fn recognize_file(
+    /// Reads one page (page `number` of its file). With `layout`, the
+    /// words come back with their boxes too.
+    pub fn read_page(
         &mut self,
-        path: &Path,
+        page: PageImage<'_>,
+        number: u32,
         config: &EngineConfig,
-        max_bytes: u64,
-    ) -> Result<Recognized, OcrError> {
-        let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
-        if !meta.is_file() {
-            return Err(OcrError::new(FailureReason::Unsupported, "not a regular file"));
+        layout: bool,
+    ) -> Result<PageOcr, OcrError> {
+        let first = self.read_as_is(page, number, config, config.page_seg_mode, layout)?;
+        let PageImage::Gray(raster) = page else {
+            return Ok(first);
+        };
+        if !config.auto_rotate || first.confidence >= ROTATION_CHECK_BELOW {
+            return Ok(first);
         }
-        if meta.len() == 0 {
-            return Err(OcrError::new(FailureReason::Empty, "the file is empty (0 bytes)"));
+        let angle = self.detect_rotation(raster, config)?;
+        if angle == 0 {
+            return Ok(first);
         }
-        if meta.len() > max_bytes {
-            return Err(OcrError::new(
-                FailureReason::TooLarge,
-                format!("{} bytes, the limit is {max_bytes}", meta.len()),
-            ));
+        let turned = raster.rotated(angle);
+        let mut second = self.read_as_is(PageImage::Gray(&turned), number, config, config.page_seg_mode, layout)?;
+        if second.confidence <= first.confidence {
+            return Ok(first);
         }
-        let bytes = std::fs::read(path).map_err(|e| io_error(path, &e))?;
-        let format = sniff(&bytes)?;
-        self.set_page_seg_mode(config.page_seg_mode)?;
-        // NB: Leptonica reads the first page of any TIFF from memory; only a
-        // multi-page one takes the (file-based) page-by-page path.
-        if format == ImageFormat::Tiff && is_multipage_tiff(&bytes) {
-            self.recognize_tiff(path, config)
-        } else {
-            let pix = pix_read_mem(&bytes).map_err(|_| corrupt(format))?;
-            let page = self.recognize_pix(&pix, config)?;
-            Ok(combine(vec![page]))
-        }
+        second.rotation = angle;
+        second.turned = Some(turned);
+        Ok(second)
     }
 
-    /// Recognises an image held in memory (any format but multi-page TIFF,
-    /// of which only the first page is read).
-    pub fn recognize_bytes(&mut self, bytes: &[u8], config: &EngineConfig) -> Result<Recognized, OcrError> {
-        if bytes.is_empty() {
-            return Err(OcrError::new(FailureReason::Empty, "the image is empty (0 bytes)"));
+    fn read_as_is(
+        &mut self,
+        page: PageImage<'_>,
+        number: u32,
+        config: &EngineConfig,
+        psm: u8,
+        layout: bool,
+    ) -> Result<PageOcr, OcrError> {
+        self.set_page_seg_mode(psm)?;
+        let (width, height) = match page {
+            PageImage::Gray(r) => (r.width, r.height),
+            PageImage::Pix(p) => (p.get_w(), p.get_h()),
+        };
+        if width < 3 || height < 3 {
+            return Err(OcrError::new(
+                FailureReason::Unsupported,
+                format!("image of {width}x{height} pixels is too small to read"),
+            ));
         }
-        let format = sniff(bytes)?;
-        self.set_page_seg_mode(config.page_seg_mode)?;
-        let pix = pix_read_mem(bytes).map_err(|_| corrupt(format))?;
-        let page = self.recognize_pix(&pix, config)?;
-        Ok(combine(vec![page]))
+        let dpi = match page {
+            PageImage::Gray(r) => {
+                self.api
+                    .raw
+                    .set_image(&r.data, width as i32, height as i32, 1, width as i32)
+                    .map_err(|_| OcrError::new(FailureReason::Engine, "Tesseract refused the page image"))?;
+                let dpi = r.dpi.unwrap_or(config.dpi);
+                self.api.set_source_resolution(dpi as i32);
+                dpi
+            }
+            PageImage::Pix(pix) => {
+                self.api.set_image(pix);
+                let res = self.api.get_source_y_resolution();
+                if (MIN_CREDIBLE_RESOLUTION..=MAX_CREDIBLE_RESOLUTION).contains(&res) {
+                    res as u32
+                } else {
+                    self.api.set_source_resolution(config.dpi as i32);
+                    config.dpi
+                }
+            }
+        };
+        self.api
+            .raw
+            .recognize()
+            .map_err(|_| OcrError::new(FailureReason::Engine, "Tesseract failed to recognise the page"))?;
+        let text = self
+            .api
+            .raw
+            .get_utf8_text()
+            .map_err(|_| OcrError::new(FailureReason::Engine, "Tesseract returned no text"))?;
+        let text: &std::ffi::CStr = text.as_ref();
+        let text = text.to_string_lossy().trim_end().to_owned();
+        let confidence = self.api.raw.mean_text_conf().clamp(0, 100) as f32;
+        let layout = if layout {
+            let tsv = self
+                .api
+                .raw
+                .get_tsv_text(0)
+                .map_err(|_| OcrError::new(FailureReason::Engine, "Tesseract returned no word boxes"))?;
+            let tsv: &std::ffi::CStr = tsv.as_ref();
+            Some(from_tesseract_tsv(&tsv.to_string_lossy(), number, width, height, dpi)?)
+        } else {
+            None
+        };
+        Ok(PageOcr {
+            words: text.split_whitespace().count() as u64,
+            text,
+            confidence,
+            rotation: 0,
+            layout,
+            turned: None,
+        })
+    }
+
+    /// Clockwise degrees that turn the page upright, by Tesseract's
+    /// orientation detection (0 when it finds none, or is not installed).
+    fn detect_rotation(&mut self, raster: &Raster, config: &EngineConfig) -> Result<u16, OcrError> {
+        let small;
+        let probe = if u64::from(raster.width) * u64::from(raster.height) > OSD_HALF_SIZE_ABOVE {
+            small = half_size(raster);
+            &small
+        } else {
+            raster
+        };
+        // NB: mode 1 is automatic layout analysis after orientation and
+        // script detection; the hOCR of its lines carries `textangle` when
+        // a block's text is not upright.
+        self.set_page_seg_mode(1)?;
+        let config = EngineConfig {
+            dpi: probe.dpi.unwrap_or(config.dpi),
+            ..config.clone()
+        };
+        self.api
+            .raw
+            .set_image(
+                &probe.data,
+                probe.width as i32,
+                probe.height as i32,
+                1,
+                probe.width as i32,
+            )
+            .map_err(|_| OcrError::new(FailureReason::Engine, "Tesseract refused the page image"))?;
+        self.api.set_source_resolution(config.dpi as i32);
+        if self.api.raw.recognize().is_err() {
+            return Ok(0);
+        }
+        let Ok(hocr) = self.api.raw.get_hocr_text(0) else {
+            return Ok(0);
+        };
+        let hocr: &std::ffi::CStr = hocr.as_ref();
+        Ok(majority_textangle(&hocr.to_string_lossy()))
     }
 
     fn set_page_seg_mode(&mut self, psm: u8) -> Result<(), OcrError> {
@@ -163,86 +314,115 @@ impl Engine {
             })
     }
 
-    fn recognize_tiff(&mut self, path: &Path, config: &EngineConfig) -> Result<Recognized, OcrError> {
-        let c_path = path
-            .to_str()
-            .and_then(|s| CString::new(s).ok())
-            .ok_or_else(|| OcrError::new(FailureReason::Unreadable, "the path is not valid UTF-8"))?;
-        let pixa = leptonica_plumbing::Pixa::read_multipage_tiff(&c_path).ok_or_else(|| corrupt(ImageFormat::Tiff))?;
-        let count = pixa.get_count();
-        if count <= 0 {
-            return Err(corrupt(ImageFormat::Tiff));
+    /// Reads a whole file (every page of a PDF or multi-page TIFF, the text
+    /// of an Office document) with no artefacts: the simple form of a task,
+    /// for tools and tests.
+    pub fn recognize_file(
+        &mut self,
+        path: &Path,
+        config: &EngineConfig,
+        max_bytes: u64,
+    ) -> Result<Recognized, OcrError> {
+        let request = crate::document::ReadRequest::whole_file(path, config.clone(), max_bytes);
+        match crate::document::read(self, &request)? {
+            crate::document::ReadOutput::Read(r) => Ok(Recognized {
+                text: r.text,
+                confidence: r.confidence,
+                pages: r.pages,
+                words: r.words,
+            }),
+            crate::document::ReadOutput::Split { pages } => Err(OcrError::new(
+                FailureReason::Engine,
+                format!("{pages} pages is more than one task reads"),
+            )),
         }
-        let mut pages = Vec::with_capacity(count as usize);
-        for i in 0..count {
-            let raw = pixa.get_pix_cloned(i).ok_or_else(|| corrupt(ImageFormat::Tiff))?;
-            pages.push(self.recognize_pix(&Pix { raw }, config)?);
-        }
-        Ok(combine(pages))
-    }
-
-    fn recognize_pix(&mut self, pix: &Pix, config: &EngineConfig) -> Result<Page, OcrError> {
-        if pix.get_w() < 3 || pix.get_h() < 3 {
-            return Err(OcrError::new(
-                FailureReason::Unsupported,
-                format!("image of {}x{} pixels is too small to read", pix.get_w(), pix.get_h()),
-            ));
-        }
-        self.api.set_image(pix);
-        let res = self.api.get_source_y_resolution();
-        if !(MIN_CREDIBLE_RESOLUTION..=MAX_CREDIBLE_RESOLUTION).contains(&res) {
-            self.api.set_source_resolution(config.dpi as i32);
-        }
-        self.api
-            .raw
-            .recognize()
-            .map_err(|_| OcrError::new(FailureReason::Engine, "Tesseract failed to recognise the page"))?;
-        let text = self
-            .api
-            .raw
-            .get_utf8_text()
-            .map_err(|_| OcrError::new(FailureReason::Engine, "Tesseract returned no text"))?;
-        let text: &std::ffi::CStr = text.as_ref();
-        let text = text.to_string_lossy().trim_end().to_owned();
-        let confidence = self.api.raw.mean_text_conf();
-        Ok(Page { text, confidence })
     }
 }
 
-struct Page {
-    text: String,
-    confidence: i32,
+/// The text of one file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recognized {
+    /// Pages joined by a form feed line (`"\n\x0c\n"`).
+    pub text: String,
+    /// Mean confidence (0-100) over the pages that had text.
+    pub confidence: f32,
+    pub pages: u32,
+    pub words: u64,
 }
 
-fn combine(pages: Vec<Page>) -> Recognized {
-    let words = pages.iter().map(|p| p.text.split_whitespace().count() as u64).sum();
-    let with_text: Vec<&Page> = pages.iter().filter(|p| !p.text.is_empty()).collect();
-    let confidence = if with_text.is_empty() {
-        0.0
-    } else {
-        with_text.iter().map(|p| p.confidence as f32).sum::<f32>() / with_text.len() as f32
-    };
-    let n = pages.len() as u32;
-    let text = pages.into_iter().map(|p| p.text).collect::<Vec<_>>().join("\n\x0c\n");
-    Recognized {
-        text,
-        confidence,
-        pages: n,
-        words,
+/// The clockwise turn most of the hOCR's lines ask for: a line's
+/// `textangle A` says its text runs A degrees counter-clockwise from
+/// upright, so turning the page A degrees clockwise sets it upright.
+fn majority_textangle(hocr: &str) -> u16 {
+    let mut votes = [0usize; 4];
+    for line in hocr.split("class='ocr_line'").skip(1) {
+        let title = line.split('>').next().unwrap_or_default();
+        let angle = title
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("textangle "))
+            .and_then(|a| a.trim().trim_end_matches(['"', '\'']).parse::<u16>().ok())
+            .unwrap_or(0);
+        votes[usize::from(angle / 90) % 4] += 1;
+    }
+    let (best, n) = votes
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, n)| **n)
+        .map(|(i, n)| (i, *n))
+        .unwrap_or((0, 0));
+    if n == 0 { 0 } else { best as u16 * 90 }
+}
+
+/// The raster at half its width and height (2x2 means).
+fn half_size(r: &Raster) -> Raster {
+    let (w, h) = ((r.width / 2).max(1), (r.height / 2).max(1));
+    let src_w = r.width as usize;
+    let mut data = Vec::with_capacity(w as usize * h as usize);
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            let at = |dx: usize, dy: usize| -> u16 {
+                let (sx, sy) = (
+                    (2 * x + dx).min(r.width as usize - 1),
+                    (2 * y + dy).min(r.height as usize - 1),
+                );
+                u16::from(r.data[sy * src_w + sx])
+            };
+            data.push(((at(0, 0) + at(1, 0) + at(0, 1) + at(1, 1)) / 4) as u8);
+        }
+    }
+    Raster {
+        width: w,
+        height: h,
+        data,
+        dpi: r.dpi.map(|d| (d / 2).max(1)),
     }
 }
 
-fn corrupt(format: ImageFormat) -> OcrError {
-    OcrError::new(
-        FailureReason::Corrupt,
-        format!("the {} data could not be decoded", format.name()),
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn io_error(path: &Path, e: &std::io::Error) -> OcrError {
-    let reason = match e.kind() {
-        std::io::ErrorKind::NotFound => FailureReason::NotFound,
-        _ => FailureReason::Unreadable,
-    };
-    OcrError::new(reason, format!("{}: {e}", path.display()))
+    #[test]
+    fn textangle_votes() {
+        let hocr = "<span class='ocr_line' id='l1' title=\"bbox 1 2 3 4; textangle 90; x_size 3\">\
+                    <span class='ocr_line' id='l2' title=\"bbox 1 2 3 4; textangle 90\">\
+                    <span class='ocr_line' id='l3' title=\"bbox 1 2 3 4; baseline 0 0\">";
+        assert_eq!(majority_textangle(hocr), 90);
+        assert_eq!(majority_textangle("<div class='ocr_page'></div>"), 0);
+        let upside = "<span class='ocr_line' title=\"bbox 0 0 1 1; textangle 180\">";
+        assert_eq!(majority_textangle(upside), 180);
+    }
+
+    #[test]
+    fn half_size_averages() {
+        let r = Raster {
+            width: 4,
+            height: 2,
+            data: vec![0, 100, 200, 200, 100, 200, 0, 0],
+            dpi: Some(300),
+        };
+        let h = half_size(&r);
+        assert_eq!((h.width, h.height, h.dpi), (2, 1, Some(150)));
+        assert_eq!(h.data, vec![100, 100]);
+    }
 }

@@ -1,8 +1,37 @@
-//! Which image format a file holds, by its first bytes (never by its name).
+//! Which format a file holds, by its first bytes (never by its name).
 
 use skep_api::FailureReason;
+use skep_doc::office::{OfficeKind, sniff_office};
 
 use crate::engine::OcrError;
+
+/// What a file holds, by content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentFormat {
+    Image(ImageFormat),
+    Pdf,
+    Office(OfficeKind),
+}
+
+/// The format of `bytes`: a PDF, an Office document, or an image; else why
+/// it is none the worker reads.
+pub fn sniff_document(bytes: &[u8]) -> Result<DocumentFormat, OcrError> {
+    if skep_api::formats::is_pdf(bytes) {
+        return Ok(DocumentFormat::Pdf);
+    }
+    if let Some(kind) = sniff_office(bytes) {
+        return Ok(DocumentFormat::Office(kind));
+    }
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") {
+        // A zip or an OLE file that is no Office document skep knows: the
+        // Office reader says what it is (legacy, encrypted, corrupt).
+        return Err(skep_doc::office::extract_office(bytes, &Default::default())
+            .err()
+            .map(OcrError::from)
+            .unwrap_or_else(|| OcrError::new(FailureReason::Unsupported, "an archive skep does not read")));
+    }
+    sniff(bytes).map(DocumentFormat::Image)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageFormat {
@@ -31,11 +60,6 @@ impl ImageFormat {
     }
 }
 
-/// File name extensions the folder scan picks up (lowercase).
-pub const EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif", "webp", "pbm", "pgm", "ppm", "pnm", "jp2",
-];
-
 /// The format of `bytes`, or why it is not one the engine reads.
 pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, OcrError> {
     let starts = |magic: &[u8]| bytes.starts_with(magic);
@@ -56,17 +80,12 @@ pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, OcrError> {
         ImageFormat::Pnm
     } else if starts(b"\0\0\0\x0cjP  \r\n\x87\n") || starts(b"\xff\x4f\xff\x51") {
         ImageFormat::Jp2
-    } else if starts(b"%PDF") {
-        return Err(OcrError::new(
-            FailureReason::Unsupported,
-            "PDF is not an image: rasterise it first (for example with pdftoppm -r 300 -png)",
-        ));
     } else if starts(b"II+\0") || starts(b"MM\0+") {
         return Err(OcrError::new(FailureReason::Unsupported, "BigTIFF is not supported"));
     } else {
         return Err(OcrError::new(
             FailureReason::Unsupported,
-            "not an image format the engine reads (PNG, JPEG, TIFF, BMP, GIF, WebP, PNM, JPEG 2000)",
+            "not a format skep reads (PDF, Office documents, PNG, JPEG, TIFF, BMP, GIF, WebP, PNM, JPEG 2000)",
         ));
     };
     Ok(format)
@@ -129,10 +148,20 @@ mod tests {
     }
 
     #[test]
-    fn text_and_pdf_are_unsupported_with_a_reason() {
-        let e = sniff(b"hello, I am a text file").unwrap_err();
+    fn text_is_unsupported_with_a_reason() {
+        let e = sniff_document(b"hello, I am a text file").unwrap_err();
         assert_eq!(e.reason, FailureReason::Unsupported);
-        let e = sniff(b"%PDF-1.7").unwrap_err();
-        assert!(e.message.contains("pdftoppm"), "{e}");
+        assert!(e.message.contains("PDF"), "{e}");
+    }
+
+    #[test]
+    fn documents_by_content() {
+        assert_eq!(sniff_document(b"%PDF-1.7\n").unwrap(), DocumentFormat::Pdf);
+        assert_eq!(
+            sniff_document(b"\x89PNG\r\n\x1a\nrest").unwrap(),
+            DocumentFormat::Image(ImageFormat::Png)
+        );
+        let zip_junk = sniff_document(b"PK\x03\x04 not really a zip").unwrap_err();
+        assert_eq!(zip_junk.reason, FailureReason::Corrupt, "{zip_junk}");
     }
 }

@@ -1,5 +1,7 @@
-//! The skep worker: reads image files with Tesseract (through leptess) and
-//! answers task messages with result messages.
+//! The skep worker: reads images, PDFs and Office documents (OCR with
+//! Tesseract through leptess; PDFs through Poppler's programs), makes the
+//! artefacts a job asks for, and answers task messages with result
+//! messages.
 //!
 //! - [`Engine`] wraps one Tesseract instance and reads a file (all pages of
 //!   a multi-page TIFF) into text, confidence and word counts, or a
@@ -11,19 +13,22 @@
 //! - [`service::run`] is `skep-worker run`: that loop as a swarm service
 //!   replica, with health endpoints, metrics and signal handling.
 
+pub mod document;
 mod engine;
 mod format;
 pub mod health;
 mod http;
 pub mod metrics;
 mod omp;
+pub mod raster;
 pub mod service;
 pub mod shutdown;
 mod slot;
+pub mod staging;
 pub mod worker;
 
-pub use engine::{DEFAULT_MAX_FILE_BYTES, Engine, EngineConfig, OcrError, Recognized};
-pub use format::{EXTENSIONS, ImageFormat, sniff};
+pub use engine::{DEFAULT_MAX_FILE_BYTES, Engine, EngineConfig, OcrError, PageImage, PageOcr, Recognized};
+pub use format::{DocumentFormat, ImageFormat, sniff, sniff_document};
 pub use omp::{OMP_ENV, ensure_single_threaded_tesseract};
 pub use shutdown::Shutdown;
 pub use slot::{MAX_ABANDONED, OcrSlot};

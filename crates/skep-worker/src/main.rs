@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use skep_worker::document::{ReadOutput, ReadRequest};
 use skep_worker::service::{self, ServiceConfig};
 use skep_worker::worker::{DEFAULT_STOP_GRACE, DEFAULT_VISIBILITY_TIMEOUT};
 use skep_worker::{DEFAULT_MAX_FILE_BYTES, EngineConfig, OcrSlot, Shutdown, WorkerConfig};
@@ -219,6 +220,7 @@ async fn ocr(
         languages: lang,
         page_seg_mode: psm,
         dpi,
+        ..EngineConfig::default()
     };
     let slots = slots
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -234,16 +236,14 @@ async fn ocr(
                 let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
                 let Some((index, path)) = next else { break };
                 let started = Instant::now();
-                let res = slot
-                    .recognize(
-                        path.clone(),
-                        config.clone(),
-                        DEFAULT_MAX_FILE_BYTES,
-                        Duration::from_secs(timeout),
-                    )
-                    .await;
+                let request = ReadRequest::whole_file(&path, config.clone(), DEFAULT_MAX_FILE_BYTES);
+                let res = slot.read(request, Duration::from_secs(timeout)).await;
                 let line = match res {
-                    Ok(r) => serde_json::json!({
+                    Ok(ReadOutput::Split { pages }) => serde_json::json!({
+                        "path": path, "status": "failed", "reason": "tooLarge",
+                        "error": format!("{pages} pages is more than one call reads"),
+                    }),
+                    Ok(ReadOutput::Read(r)) => serde_json::json!({
                         "path": path, "status": "succeeded", "text": r.text, "confidence": r.confidence,
                         "pages": r.pages, "words": r.words, "durationMs": started.elapsed().as_millis() as u64,
                     }),

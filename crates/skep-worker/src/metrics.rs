@@ -9,8 +9,9 @@ use skep_api::{FailureReason, Outcome, ResultMessage};
 /// a dense A4 page several, and the default per-file limit is 300 s.
 const OCR_SECONDS_BUCKETS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
 
-/// Label values of `skep_worker_files_total{outcome}`.
-const OUTCOMES: [&str; 2] = ["succeeded", "failed"];
+/// Label values of `skep_worker_files_total{outcome}`: outcomes of a task (a file or a page range): read, failed, or found to
+/// need splitting into ranges.
+const OUTCOMES: [&str; 3] = ["succeeded", "failed", "split"];
 
 /// A queue operation that failed, for `skep_worker_queue_errors_total{op}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +132,9 @@ impl Metrics {
                     self.page_seconds.observe(per_page);
                 }
             }
+            Outcome::Split { .. } => {
+                self.files.with_label_values(&["split"]).inc();
+            }
             Outcome::Failed { reason, .. } => {
                 self.files.with_label_values(&["failed"]).inc();
                 self.failures.with_label_values(&[reason.as_str()]).inc();
@@ -182,6 +186,7 @@ mod tests {
             job: "job".into(),
             job_uid: "uid".into(),
             index: 0,
+            part: 0,
             attempt: 1,
             outcome,
             duration_ms,
@@ -201,6 +206,9 @@ mod tests {
                 confidence: 90.0,
                 pages: 3,
                 words: 1,
+                page_info: Vec::new(),
+                staged: None,
+                text_staged: false,
             },
             1500,
         ));

@@ -1,5 +1,6 @@
-//! An OCR slot: one OS thread that owns Tesseract engines and reads one file
-//! at a time, driven from async code with a per-file time limit.
+//! An OCR slot: one OS thread that owns Tesseract engines and reads one task
+//! (a file or a page range) at a time, driven from async code with a
+//! per-task time limit.
 //!
 //! Tesseract cannot be interrupted from safe code, so a file that runs past
 //! its limit is answered at once with reason `timeout` and its thread is
@@ -10,7 +11,6 @@
 //! pathological files cannot pile up threads.
 
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,7 +18,8 @@ use std::time::Duration;
 use skep_api::FailureReason;
 use tokio::sync::oneshot;
 
-use crate::engine::{Engine, EngineConfig, OcrError, Recognized};
+use crate::document::{self, ReadOutput, ReadRequest};
+use crate::engine::{Engine, OcrError};
 
 /// Abandoned (timed-out) threads one slot lets run before it waits.
 pub const MAX_ABANDONED: usize = 1;
@@ -26,10 +27,8 @@ pub const MAX_ABANDONED: usize = 1;
 const ENGINES_PER_THREAD: usize = 2;
 
 struct Job {
-    path: PathBuf,
-    config: EngineConfig,
-    max_bytes: u64,
-    reply: oneshot::Sender<Result<Recognized, OcrError>>,
+    request: ReadRequest,
+    reply: oneshot::Sender<Result<ReadOutput, OcrError>>,
 }
 
 struct SlotThread {
@@ -62,22 +61,13 @@ impl OcrSlot {
         }
     }
 
-    /// Recognises the file at `path`, giving up after `timeout`.
-    pub async fn recognize(
-        &mut self,
-        path: PathBuf,
-        config: EngineConfig,
-        max_bytes: u64,
-        timeout: Duration,
-    ) -> Result<Recognized, OcrError> {
+    /// Reads a task, giving up after `timeout` (helper processes the task
+    /// starts are killed by then too: the request's deadline is set here).
+    pub async fn read(&mut self, mut request: ReadRequest, timeout: Duration) -> Result<ReadOutput, OcrError> {
         self.wait_for_abandoned().await;
+        request.deadline = std::time::Instant::now() + timeout;
         let (reply, rx) = oneshot::channel();
-        let job = Job {
-            path,
-            config,
-            max_bytes,
-            reply,
-        };
+        let job = Job { request, reply };
         let sent = self.thread()?.tx.send(job).is_ok();
         if !sent {
             self.thread = None;
@@ -139,8 +129,8 @@ fn slot_thread(rx: mpsc::Receiver<Job>) {
     let mut engines: Vec<Engine> = Vec::new();
     for job in rx {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let engine = engine_for(&mut engines, &job.config.languages)?;
-            engine.recognize_file(&job.path, &job.config, job.max_bytes)
+            let engine = engine_for(&mut engines, &job.request.config.languages)?;
+            document::read(engine, &job.request)
         }));
         let result = result.unwrap_or_else(|panic| {
             // NB: after a panic inside the binding the engine's state is

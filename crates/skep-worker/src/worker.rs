@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use skep_api::{
-    FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, WIRE_VERSION, WorkerRef, task_topic,
+    FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, WIRE_VERSION, WireError, WorkerRef, task_topic,
 };
 use skep_queue::{Delivery, QueueError, SubscribeOptions, Subscription, TaskQueue};
 use tokio::sync::mpsc;
@@ -29,8 +29,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::document::{ReadOutput, ReadRequest};
 use crate::engine::{DEFAULT_MAX_FILE_BYTES, EngineConfig};
 use crate::slot::OcrSlot;
+use crate::staging::StagingTarget;
 
 /// Channel name the workers of a pool share.
 pub const WORKER_CHANNEL: &str = "workers";
@@ -239,6 +241,10 @@ impl Drop for TaskEnded {
 async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
     let task = match TaskMessage::decode(&delivery.body) {
         Ok(t) => t,
+        Err(WireError::Version { found }) => {
+            answer_other_version(ctx, delivery, found).await;
+            return;
+        }
         Err(error) => {
             // Nothing identifies the file, so no result can be sent; the
             // controller re-dispatches it when its lease runs out.
@@ -258,34 +264,32 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
             ),
         ))
     } else {
-        let config = EngineConfig {
-            languages: task.languages.join("+"),
-            page_seg_mode: task.page_seg_mode,
-            dpi: task.dpi,
-        };
-        let ocr = slot.recognize(
-            PathBuf::from(&task.path),
-            config,
-            ctx.cfg.max_file_bytes,
-            Duration::from_millis(task.timeout_ms.max(1)),
-        );
-        keep_alive(&delivery, ctx.cfg.visibility_timeout, ocr).await
+        let request = read_request(ctx, &task);
+        let read = slot.read(request, Duration::from_millis(task.timeout_ms.max(1)));
+        keep_alive(&delivery, ctx.cfg.visibility_timeout, read).await
     };
     let duration_ms = started.elapsed().as_millis() as u64;
     let outcome = match outcome {
-        Ok(r) => {
+        Ok(ReadOutput::Split { pages }) => {
+            debug!(job = %task.job, index = task.index, pages, "file to split into ranges");
+            Outcome::Split { pages }
+        }
+        Ok(ReadOutput::Read(r)) => {
             ctx.counters.succeeded.fetch_add(1, Ordering::Relaxed);
-            debug!(job = %task.job, index = task.index, pages = r.pages, duration_ms, "file read");
+            debug!(job = %task.job, index = task.index, part = task.part, pages = r.pages, duration_ms, "read");
             Outcome::Succeeded {
                 text: r.text,
                 confidence: r.confidence,
                 pages: r.pages,
                 words: r.words,
+                page_info: r.page_info,
+                staged: r.staged,
+                text_staged: r.text_staged,
             }
         }
         Err(e) => {
             ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
-            debug!(job = %task.job, index = task.index, reason = %e.reason, error = %e.message, "file failed");
+            debug!(job = %task.job, index = task.index, part = task.part, reason = %e.reason, error = %e.message, "failed");
             Outcome::Failed {
                 reason: e.reason,
                 error: e.message,
@@ -297,6 +301,7 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
         job: task.job,
         job_uid: task.job_uid,
         index: task.index,
+        part: task.part,
         attempt: task.attempt,
         outcome,
         duration_ms,
@@ -305,6 +310,49 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
             node: ctx.cfg.node.clone(),
         },
     };
+    settle(ctx, delivery, result, exhausted).await;
+}
+
+/// What the slot reads for `task`.
+fn read_request(ctx: &Ctx, task: &TaskMessage) -> ReadRequest {
+    let config = EngineConfig {
+        languages: task.languages.join("+"),
+        page_seg_mode: task.page_seg_mode,
+        dpi: task.dpi,
+        pdf: task.pdf,
+        auto_rotate: task.auto_rotate,
+    };
+    let mut request = ReadRequest::whole_file(std::path::Path::new(&task.path), config, ctx.cfg.max_file_bytes);
+    request.pages = task.pages;
+    request.pages_per_task = task.pages_per_task.max(1);
+    request.artefacts = task.artefacts.clone();
+    request.staging = task.staging.as_ref().map(|root| StagingTarget {
+        root: PathBuf::from(root),
+        name: staging_name(&ctx.cfg.id, task),
+    });
+    request
+}
+
+/// A staging folder name unique to this delivery: the task, the attempt,
+/// the worker, and a per-process counter with the time (two deliveries of
+/// one attempt to one worker still differ).
+fn staging_name(worker: &str, task: &TaskMessage) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let worker: String = worker
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .take(64)
+        .collect();
+    format!("{}-{}-{}-{worker}-{seq}-{nanos:x}", task.index, task.part, task.attempt)
+}
+
+/// Publishes the result, then acks (or dead-letters an exhausted task);
+/// hands the delivery back when the result could not be published.
+async fn settle(ctx: &Ctx, delivery: Delivery, result: ResultMessage, exhausted: bool) {
     let body = Bytes::from(result.encode());
     let published = keep_alive(&delivery, ctx.cfg.visibility_timeout, publish_result(ctx, body)).await;
     if published {
@@ -325,6 +373,51 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
     } else {
         let _ = delivery.requeue(Duration::ZERO).await;
     }
+}
+
+/// A task message of another wire version: fail its file with a clear
+/// error (when the message says which file) instead of guessing at it.
+async fn answer_other_version(ctx: &Ctx, delivery: Delivery, found: u16) {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        job: String,
+        job_uid: String,
+        index: u64,
+        #[serde(default)]
+        part: u32,
+        #[serde(default)]
+        attempt: u32,
+    }
+    let Ok(p) = serde_json::from_slice::<Probe>(&delivery.body) else {
+        warn!(found, "dropping a task message of another wire version");
+        let _ = delivery.ack().await;
+        return;
+    };
+    let hint = if found < WIRE_VERSION {
+        "the controller is older than this worker: upgrade it (see the README's upgrade notes)"
+    } else {
+        "this worker is older than the controller: upgrade the worker image"
+    };
+    warn!(found, reads = WIRE_VERSION, job = %p.job, "task message of another wire version");
+    let result = ResultMessage {
+        v: WIRE_VERSION,
+        job: p.job,
+        job_uid: p.job_uid,
+        index: p.index,
+        part: p.part,
+        attempt: p.attempt,
+        outcome: Outcome::Failed {
+            reason: FailureReason::BadMessage,
+            error: format!("task message version {found}, this worker reads version {WIRE_VERSION}: {hint}"),
+        },
+        duration_ms: 0,
+        worker: WorkerRef {
+            id: ctx.cfg.id.clone(),
+            node: ctx.cfg.node.clone(),
+        },
+    };
+    settle(ctx, delivery, result, false).await;
 }
 
 /// Publishes a result, retrying until it is accepted or the worker is

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use skep_api::{FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, WIRE_VERSION, task_topic};
+use skep_api::{FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, task_topic};
 use skep_queue::{MemoryQueue, SubscribeOptions, TaskQueue};
 use skep_testkit::{CorpusOptions, GeneratedFile, ImageFormat, PageSize, cer, generate_corpus, load_truth};
+use skep_worker::document::{ReadOutput, ReadRequest};
 use skep_worker::{DEFAULT_MAX_FILE_BYTES, Engine, EngineConfig, OcrSlot, WorkerConfig, WorkerObserver, worker};
 use tokio_util::sync::CancellationToken;
 
@@ -126,25 +127,19 @@ async fn slot_times_out_then_recovers() {
     let c = corpus(1, vec![ImageFormat::Png], None, false);
     let path = c.pages.join("page-0001.png");
     let mut slot = OcrSlot::new("t");
+    let request = ReadRequest::whole_file(&path, EngineConfig::default(), DEFAULT_MAX_FILE_BYTES);
     let err = slot
-        .recognize(
-            path.clone(),
-            EngineConfig::default(),
-            DEFAULT_MAX_FILE_BYTES,
-            Duration::from_millis(20),
-        )
+        .read(request.clone(), Duration::from_millis(20))
         .await
         .expect_err("20 ms is too short for a page");
     assert_eq!(err.reason, FailureReason::Timeout);
     let ok = slot
-        .recognize(
-            path,
-            EngineConfig::default(),
-            DEFAULT_MAX_FILE_BYTES,
-            Duration::from_secs(60),
-        )
+        .read(request, Duration::from_secs(60))
         .await
         .expect("the next file works on a fresh thread");
+    let ReadOutput::Read(ok) = ok else {
+        panic!("a one-page file is not split: {ok:?}")
+    };
     assert_reads_well(&c, "page-0001.png", &ok.text);
     assert!(slot.abandoned() <= skep_worker::MAX_ABANDONED);
 }
@@ -152,17 +147,9 @@ async fn slot_times_out_then_recovers() {
 fn task(path: &Path, index: u64, max_attempts: u32) -> Bytes {
     Bytes::from(
         TaskMessage {
-            v: WIRE_VERSION,
-            job: "j".into(),
-            job_uid: "uid".into(),
-            index,
-            path: path.to_string_lossy().into_owned(),
-            attempt: 1,
             max_attempts,
             timeout_ms: 60_000,
-            languages: vec!["eng".into()],
-            page_seg_mode: 6,
-            dpi: 300,
+            ..TaskMessage::for_file("j", "uid", index, path.to_string_lossy())
         }
         .encode(),
     )

@@ -16,7 +16,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use skep_api::{Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, WIRE_VERSION, task_topic};
+use skep_api::{Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, task_topic};
 use skep_queue::{AmqpQueue, SubscribeOptions, TaskQueue};
 use skep_testkit::{CorpusOptions, GeneratedFile, PageSize, cer, generate_corpus, load_truth};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,17 +78,14 @@ fn tasks(c: &Corpus, job_uid: &str) -> Vec<Bytes> {
         .map(|(i, f)| {
             Bytes::from(
                 TaskMessage {
-                    v: WIRE_VERSION,
-                    job: "run-mode".to_owned(),
-                    job_uid: job_uid.to_owned(),
-                    index: i as u64,
-                    path: c.pages.join(&f.rel_path).to_string_lossy().into_owned(),
-                    attempt: 1,
                     max_attempts: 3,
                     timeout_ms: 120_000,
-                    languages: vec!["eng".to_owned()],
-                    page_seg_mode: skep_api::DEFAULT_PAGE_SEG_MODE,
-                    dpi: skep_api::DEFAULT_DPI,
+                    ..TaskMessage::for_file(
+                        "run-mode",
+                        job_uid,
+                        i as u64,
+                        c.pages.join(&f.rel_path).to_string_lossy(),
+                    )
                 }
                 .encode(),
             )

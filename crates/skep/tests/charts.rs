@@ -82,6 +82,7 @@ fn exported() -> Families {
         job: "job".into(),
         job_uid: "uid".into(),
         index: 0,
+        part: 0,
         attempt: 1,
         outcome,
         duration_ms: 1500,
@@ -95,6 +96,9 @@ fn exported() -> Families {
         confidence: 90.0,
         pages: 2,
         words: 1,
+        page_info: Vec::new(),
+        staged: None,
+        text_staged: false,
     }));
     worker.record_result(&result(Outcome::Failed {
         reason: FailureReason::Corrupt,

@@ -203,7 +203,7 @@ async fn deleting_a_running_job_cleans_up_before_it_goes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        h.store.task_counts(&uid).await.expect("counts").total,
+        h.store.task_counts(&uid).await.expect("counts").files.total,
         0,
         "tasks purged"
     );

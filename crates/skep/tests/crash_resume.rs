@@ -57,7 +57,7 @@ async fn sigkill_mid_job_then_rerun_resumes_without_loss_or_rework() {
     child.kill().expect("SIGKILL");
     let killed = child.wait().expect("reaped");
     assert!(!killed.success(), "the first run was killed, not finished: {killed:?}");
-    let counts = store.task_counts(&uid).await.expect("counts");
+    let counts = store.task_counts(&uid).await.expect("counts").files;
     assert!(counts.finished() < counts.total, "killed mid-job: {counts:?}");
 
     let out = ws

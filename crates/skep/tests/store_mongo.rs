@@ -555,12 +555,7 @@ async fn measure_throughput() {
     on_each("throughput", true, |s| async move {
         let uid = s.apply_job(job("a")).await.expect("create").job.uid().to_owned();
         let n: u64 = 10_000;
-        let tasks: Vec<NewTask> = (0..n)
-            .map(|i| NewTask {
-                index: i,
-                path: format!("dir/f{i:06}.png"),
-            })
-            .collect();
+        let tasks: Vec<NewTask> = (0..n).map(|i| NewTask::file(i, format!("dir/f{i:06}.png"))).collect();
         let t = Instant::now();
         assert_eq!(s.insert_tasks(&uid, tasks).await.expect("insert"), n);
         let rate = |k: u64, t: Instant| k as f64 / t.elapsed().as_secs_f64();
@@ -592,6 +587,7 @@ async fn measure_throughput() {
                 .map(|i| TaskUpdate {
                     job_uid: uid.clone(),
                     index: *i,
+                    part: 0,
                     transition: Transition::Succeed {
                         result: FileResult {
                             text: Some("some words".into()),
@@ -615,7 +611,7 @@ async fn measure_throughput() {
             t.elapsed(),
             rate(n, t)
         );
-        assert_eq!(s.task_counts(&uid).await.expect("counts").succeeded, n);
+        assert_eq!(s.task_counts(&uid).await.expect("counts").files.succeeded, n);
     })
     .await;
 }

@@ -88,6 +88,8 @@ fn task(job: &str, index: usize, page: &Page, settings: &Settings) -> Bytes {
         job: job.to_owned(),
         job_uid: format!("{job}-uid"),
         index: index as u64,
+        part: 0,
+        pages: None,
         path: page.path.display().to_string(),
         attempt: 1,
         max_attempts: 3,
@@ -95,6 +97,12 @@ fn task(job: &str, index: usize, page: &Page, settings: &Settings) -> Bytes {
         languages: settings.languages.split('+').map(str::to_owned).collect(),
         page_seg_mode: settings.psm,
         dpi: settings.dpi,
+        pages_per_task: 8,
+        pdf: skep_api::PdfMode::Auto,
+        // NB: like the bare loop it is compared with: no orientation check.
+        auto_rotate: false,
+        artefacts: Vec::new(),
+        staging: None,
     };
     Bytes::from(msg.encode())
 }
@@ -128,6 +136,10 @@ async fn collect(results: &mut dyn Subscription, job: &str, count: usize) -> Res
             Outcome::Succeeded { text, .. } => Some(text),
             Outcome::Failed { reason, error } => {
                 warn!(%reason, %error, index, "the worker could not read a page");
+                None
+            }
+            Outcome::Split { pages } => {
+                warn!(pages, index, "a page came back as a document to split");
                 None
             }
         };

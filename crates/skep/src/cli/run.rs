@@ -128,7 +128,7 @@ async fn watch_progress(
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:32}] {pos}/{len} files  {per_sec}  ETA {eta}  {msg}")
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:32}] {pos}/{len} pages  {per_sec}  ETA {eta}  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
@@ -146,17 +146,27 @@ async fn watch_progress(
             return Err(CliError::failed(format!("{name} was deleted while it ran")));
         };
         let s = job.status();
+        // NB: the bar and its ETA count pages (a file not opened yet is one
+        // page): one long document is most of a job's work.
         if s.files.total > 0 {
-            bar.set_length(s.files.total);
-            bar.set_position(s.files.finished());
-            bar.set_message(format!("{} failed, {} workers", s.files.failed, s.replicas.running));
+            bar.set_length(s.pages.total.max(s.files.total));
+            bar.set_position(s.pages.done);
+            bar.set_message(format!(
+                "{}/{} files, {} failed, {} workers",
+                s.files.finished(),
+                s.files.total,
+                s.files.failed,
+                s.replicas.running
+            ));
         }
         if !quiet && !tty && last_log.elapsed() >= LOG_EVERY {
             eprintln!(
-                "{name}: {} {}/{} files done, {} failed, {} workers",
+                "{name}: {} {}/{} files done ({}/{} pages), {} failed, {} workers",
                 s.phase,
                 s.files.finished(),
                 s.files.total,
+                s.pages.done,
+                s.pages.total,
                 s.files.failed,
                 s.replicas.running
             );

@@ -1,5 +1,5 @@
 //! Windowed dispatch: a pool's queue holds about `replicas x slots x k`
-//! files at a time, shared among the pool's running jobs by weight, not
+//! tasks (files, or page ranges of split files) at a time, shared among the pool's running jobs by weight, not
 //! whole jobs. Memory stays flat for million-file jobs, suspend and delete
 //! take effect within a window, and jobs share workers fairly.
 //!
@@ -12,11 +12,12 @@ use std::path::Path;
 
 use bytes::Bytes;
 use chrono::Utc;
-use skep_api::{BulkJob, FileCounts, Phase, TaskMessage, WIRE_VERSION, task_topic};
+use skep_api::{BulkJob, Phase, TaskMessage, WIRE_VERSION, task_topic};
 use tracing::debug;
 
+use super::landing::JobPaths;
 use super::{Context, Result};
-use crate::store::LeaseRequest;
+use crate::store::{LeaseRequest, TaskCounts};
 
 /// Most tasks published in one reconcile of one job.
 pub const MAX_BATCH: u64 = 2_000;
@@ -47,7 +48,7 @@ pub fn lease_ms(job: &BulkJob, window_factor: u32) -> i64 {
 pub async fn dispatch(
     ctx: &Context,
     job: &BulkJob,
-    counts: &FileCounts,
+    counts: &TaskCounts,
     running: u32,
     pool_jobs: &[BulkJob],
 ) -> Result<u64> {
@@ -59,10 +60,10 @@ pub async fn dispatch(
     let mine = weight(job);
     let total = mine + competing.map(weight).sum::<f64>();
     let window = window(pool_window, mine, total);
-    if counts.dispatched >= window {
+    if counts.in_flight >= window {
         return Ok(0);
     }
-    let want = (window - counts.dispatched).min(MAX_BATCH);
+    let want = (window - counts.in_flight).min(MAX_BATCH);
     let leased = ctx
         .store_call(ctx.store.lease_tasks(LeaseRequest {
             job_uid: job.uid().to_owned(),
@@ -77,6 +78,9 @@ pub async fn dispatch(
     }
     let root = Path::new(&job.spec.source.path);
     let timeout_ms = job.spec.file_timeout_seconds * 1000;
+    let paths = JobPaths::of(job, &ctx.cfg.default_output_root);
+    let staging = paths.staging.to_string_lossy().into_owned();
+    let engine = &job.spec.engine;
     let messages: Vec<Bytes> = leased
         .tasks
         .iter()
@@ -87,13 +91,20 @@ pub async fn dispatch(
                     job: job.name().to_owned(),
                     job_uid: job.uid().to_owned(),
                     index: t.index,
+                    part: t.part,
+                    pages: t.pages,
                     path: root.join(&t.path).to_string_lossy().into_owned(),
                     attempt: t.attempts,
                     max_attempts: job.spec.max_attempts,
                     timeout_ms,
-                    languages: job.spec.engine.languages.clone(),
-                    page_seg_mode: job.spec.engine.page_seg_mode,
-                    dpi: job.spec.engine.dpi,
+                    languages: engine.languages.clone(),
+                    page_seg_mode: engine.page_seg_mode,
+                    dpi: engine.dpi,
+                    pages_per_task: job.spec.pages_per_task,
+                    pdf: engine.pdf,
+                    auto_rotate: engine.auto_rotate,
+                    artefacts: paths.artefacts.clone(),
+                    staging: Some(staging.clone()),
                 }
                 .encode(),
             )
@@ -104,8 +115,8 @@ pub async fn dispatch(
         .queue_call(ctx.queue.publish(&task_topic(&job.spec.scaling.pool), messages))
         .await
     {
-        let indexes: Vec<u64> = leased.tasks.iter().map(|t| t.index).collect();
-        ctx.store_call(ctx.store.unlease_tasks(job.uid(), &indexes)).await?;
+        let keys: Vec<(u64, u32)> = leased.tasks.iter().map(|t| (t.index, t.part)).collect();
+        ctx.store_call(ctx.store.unlease_tasks(job.uid(), &keys)).await?;
         return Err(e);
     }
     debug!(job = job.name(), n, window, "dispatched");

@@ -6,10 +6,12 @@
 //! the runtime and moves the world one step toward the spec, so running it
 //! twice, or again after a crash at any line, is safe.
 
+mod assemble;
 pub mod backoff;
 mod dispatch;
 mod finalizer;
 mod ingest;
+pub mod landing;
 mod lease;
 pub mod output;
 mod reconcile;

@@ -1,18 +1,20 @@
 //! A finished job's output folder:
 //! - `results.jsonl`: one line per file in index order (always);
 //! - `text/<relative path>.txt`: the text of each succeeded file (`txt`);
-//! - `report.json`: the aggregate (`report`).
+//! - `report.json`: the aggregate (`report`);
+//! - `hocr/`, `alto/`, `tsv/`, `pdf/`: landed as each file finishes (see
+//!   `landing`), not here.
 //!
 //! Written from the store when the job finishes, each file to a temporary
 //! name and renamed, so a crash while writing leaves either the old file or
 //! the new one and writing again is safe.
 
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use skep_api::{BulkJob, FileCounts, JobReport, OutputFormat};
+use skep_api::{BulkJob, FileCounts, JobReport, OutputFormat, PageInfo};
 
 use super::{Context, Error, Result};
 use crate::store::{ResultSummary, TaskRecord};
@@ -40,7 +42,10 @@ pub struct ResultLine<'a> {
     pub text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f32>,
-    pub pages: u32,
+    /// Pages read (a split file's page count when it failed).
+    pub page_count: u32,
+    /// Per page: number, source (`text` or `ocr`), confidence, rotation.
+    pub pages: &'a [PageInfo],
     pub words: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
@@ -63,7 +68,8 @@ impl<'a> ResultLine<'a> {
             attempts: t.attempts,
             text: r.and_then(|r| r.text.as_deref()),
             confidence: r.and_then(|r| r.confidence),
-            pages: r.map_or(0, |r| r.pages),
+            page_count: r.map_or(0, |r| r.pages),
+            pages: r.map_or(&[], |r| r.page_info.as_slice()),
             words: r.map_or(0, |r| r.words),
             reason: r.and_then(|r| r.reason).map(|x| x.as_str()),
             error: r.and_then(|r| r.error.as_deref()),
@@ -104,11 +110,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// `rel` is a plain relative path (no `..`, not absolute).
-fn is_plain_relative(rel: &str) -> bool {
-    Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)))
-}
-
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp-skep");
     std::fs::write(&tmp, bytes)?;
@@ -144,7 +145,7 @@ pub async fn write_outputs(ctx: &Context, job: &BulkJob, report: &JobReport) -> 
                 serde_json::to_writer(&mut out, &ResultLine::of(t))?;
                 out.write_all(b"\n")?;
                 if want_txt
-                    && is_plain_relative(&t.path)
+                    && super::landing::is_plain_relative(&t.path)
                     && let Some(text) = t.result.as_ref().and_then(|r| r.text.as_deref())
                 {
                     let p = text_dir.join(format!("{}.txt", t.path));
@@ -202,9 +203,43 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_relative_paths_get_text_files() {
-        assert!(is_plain_relative("a/b.png"));
-        assert!(!is_plain_relative("../b.png"));
-        assert!(!is_plain_relative("/etc/passwd"));
+    fn result_lines_carry_the_pages() {
+        let t = TaskRecord {
+            job_uid: "u".into(),
+            index: 4,
+            part: 0,
+            pages: None,
+            path: "a.pdf".into(),
+            state: crate::store::TaskState::Succeeded,
+            attempts: 1,
+            not_before_ms: 0,
+            lease_until_ms: 0,
+            result: Some(crate::store::FileResult {
+                text: Some("x".into()),
+                pages: 2,
+                page_info: vec![
+                    PageInfo {
+                        number: 1,
+                        source: skep_api::PageSource::Text,
+                        confidence: 100.0,
+                        rotation: 0,
+                    },
+                    PageInfo {
+                        number: 2,
+                        source: skep_api::PageSource::Ocr,
+                        confidence: 91.0,
+                        rotation: 90,
+                    },
+                ],
+                ..Default::default()
+            }),
+        };
+        let line = serde_json::to_value(ResultLine::of(&t)).unwrap();
+        assert_eq!(line["pageCount"], 2);
+        assert_eq!(
+            line["pages"][1],
+            serde_json::json!({"number": 2, "source": "ocr", "confidence": 91.0, "rotation": 90})
+        );
+        assert_eq!(line["pages"][0]["source"], "text");
     }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use skep_api::{BulkJob, BulkJobStatus, ConditionStatus, FileCounts, Phase, RETRY_ANNOTATION, condition};
 use tracing::info;
 
-use super::{Action, Context, Key, Result, dispatch, finalizer, output, scaling, scan};
+use super::{Action, Context, Key, Result, assemble, dispatch, finalizer, landing, output, scaling, scan};
 
 pub async fn reconcile_job(ctx: &Context, name: &str) -> Result<Action> {
     let Some(job) = ctx.store_call(ctx.store.get_job(name)).await? else {
@@ -79,13 +79,16 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
             }
         }
     }
+    assemble::assemble_ready(ctx, job).await?;
     let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
-    status.files = counts;
-    if let Some(msg) = failure_policy_exceeded(job, &counts) {
+    status.files = counts.files;
+    status.pages = counts.pages;
+    if let Some(msg) = failure_policy_exceeded(job, &counts.files) {
         return finish(ctx, job, status, Phase::Failed, "TooManyFailures", msg, now).await;
     }
-    if counts.remaining() == 0 {
-        let msg = format!("{} of {} files succeeded", counts.succeeded, counts.total);
+    if counts.files.remaining() == 0 {
+        let f = counts.files;
+        let msg = format!("{} of {} files succeeded", f.succeeded, f.total);
         return finish(ctx, job, status, Phase::Succeeded, "AllFilesDone", msg, now).await;
     }
     let pool_state = ctx.runtime_call(ctx.runtime.observe(&spec.scaling.pool)).await?;
@@ -107,7 +110,10 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         status.set_condition(condition::SUSPENDED, ConditionStatus::False, "Resumed", "", now);
     }
     status.phase = Phase::Running;
-    status.replicas.desired = scaling::job_demand(counts.remaining(), &spec.scaling);
+    // NB: work is counted in pages (a file not opened yet is one page), so
+    // that one long document asks for as many workers as its pages need.
+    let work = counts.files.remaining().max(counts.pages.remaining());
+    status.replicas.desired = scaling::job_demand(work, &spec.scaling);
     let pool_jobs: Vec<BulkJob> = ctx
         .store_call(ctx.store.list_jobs())
         .await?
@@ -116,7 +122,9 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         .collect();
     let sent = dispatch::dispatch(ctx, job, &counts, pool_state.running, &pool_jobs).await?;
     if sent > 0 {
-        status.files = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
+        let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
+        status.files = counts.files;
+        status.pages = counts.pages;
     }
     let f = status.files;
     let msg = format!("{} of {} files done, {} failed", f.finished(), f.total, f.failed);
@@ -212,12 +220,16 @@ async fn finish(
     message: String,
     now: DateTime<Utc>,
 ) -> Result<Action> {
-    let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
+    let all = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
+    let counts = all.files;
     let summary = ctx.store_call(ctx.store.summarize(job.uid())).await?;
     let start = status.start_time.unwrap_or(now);
     let report = output::build_report(&counts, &summary, start, now);
     let dir = output::write_outputs(ctx, job, &report).await?;
+    let paths = landing::JobPaths::of(job, &ctx.cfg.default_output_root);
+    let _ = tokio::task::spawn_blocking(move || landing::remove_staging(&paths)).await;
     status.files = counts;
+    status.pages = all.pages;
     merge_nodes(&mut status.nodes_used, &summary.nodes);
     status.report = Some(report);
     status.phase = phase;

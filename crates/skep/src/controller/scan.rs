@@ -1,8 +1,9 @@
 //! Finding a job's files: a walk of the source folder, in a stable order
 //! (sorted by name within each folder) so that a file's index does not
-//! change between scans of an unchanged folder. Only files with an image
-//! extension the worker reads are taken; `include` and `exclude` globs
-//! match paths relative to the source folder.
+//! change between scans of an unchanged folder. Only files with an
+//! extension of a format skep reads (`skep_api::formats`: images, PDFs,
+//! Office documents) are taken; `include` and `exclude` globs match paths
+//! relative to the source folder.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -50,10 +51,7 @@ impl Filter {
 
     /// Whether the file at `rel` (relative, `/`-separated) is taken.
     pub fn accepts(&self, rel: &str) -> bool {
-        let ext_ok = Path::new(rel)
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| skep_worker::EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        let ext_ok = skep_api::formats::kind_by_name(rel).is_some();
         ext_ok && self.include.as_ref().is_none_or(|i| i.is_match(rel)) && !self.exclude.is_match(rel)
     }
 
@@ -171,6 +169,12 @@ pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Resul
     }
     let uid = job.uid().to_owned();
     ctx.store_call(ctx.store.delete_tasks(&uid)).await?;
+    // The workers' staging folder, for artefacts and long texts.
+    let staging = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root).staging;
+    tokio::fs::create_dir_all(&staging).await.map_err(|e| Error::Output {
+        path: staging.display().to_string(),
+        source: e,
+    })?;
     let (tx, mut rx) = mpsc::channel::<Vec<String>>(4);
     let source = job.spec.source.clone();
     let walk_root = root.clone();
@@ -182,10 +186,7 @@ pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Resul
         let tasks: Vec<NewTask> = batch
             .into_iter()
             .map(|path| {
-                let t = NewTask {
-                    index: next_index,
-                    path,
-                };
+                let t = NewTask::file(next_index, path);
                 next_index += 1;
                 t
             })
@@ -226,6 +227,9 @@ mod tests {
             "sub/d.tif",
             "sub/deep/e.png",
             "drafts/x.png",
+            "docs/a.PDF",
+            "docs/b.docx",
+            "docs/c.odt",
         ] {
             let p = d.path().join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -235,12 +239,22 @@ mod tests {
     }
 
     #[test]
-    fn takes_images_only_in_a_stable_order() {
+    fn takes_what_skep_reads_in_a_stable_order() {
         let d = tree();
         let files = list_files(d.path(), &source(&[], &[], true)).unwrap();
         assert_eq!(
             files,
-            vec!["a.PNG", "b.png", "c.jpg", "drafts/x.png", "sub/d.tif", "sub/deep/e.png"]
+            vec![
+                "a.PNG",
+                "b.png",
+                "c.jpg",
+                "docs/a.PDF",
+                "docs/b.docx",
+                "docs/c.odt",
+                "drafts/x.png",
+                "sub/d.tif",
+                "sub/deep/e.png"
+            ]
         );
     }
 
@@ -251,7 +265,7 @@ mod tests {
         assert_eq!(files, vec!["b.png", "sub/deep/e.png"]);
         let files = list_files(d.path(), &source(&[], &["drafts"], true)).unwrap();
         assert!(!files.iter().any(|f| f.starts_with("drafts/")), "{files:?}");
-        let files = list_files(d.path(), &source(&[], &[], false)).unwrap();
+        let files = list_files(d.path(), &source(&[], &["docs/**"], false)).unwrap();
         assert_eq!(files, vec!["a.PNG", "b.png", "c.jpg"]);
     }
 
@@ -264,8 +278,8 @@ mod tests {
             true
         })
         .unwrap();
-        assert_eq!(n, 6);
-        assert_eq!(batches, vec![4, 2]);
+        assert_eq!(n, 9);
+        assert_eq!(batches, vec![4, 4, 1]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use axum::routing::get;
 use futures::Stream;
 use serde::Serialize;
 use serde_json::json;
-use skep_api::{BulkJob, FileCounts, Phase, ReplicaStatus};
+use skep_api::{BulkJob, FileCounts, PageCounts, Phase, ReplicaStatus};
 use tokio::time::Instant;
 
 use super::error::ApiError;
@@ -70,11 +70,15 @@ pub struct Progress {
     pub suspend: bool,
     pub deleting: bool,
     pub files: FileCounts,
+    pub pages: PageCounts,
     pub replicas: ReplicaStatus,
     pub nodes_used: Vec<String>,
     /// Files finished per second over the rate window.
     pub files_per_second: f64,
-    /// Seconds until every file is done at that rate (`None` when unknown).
+    /// Pages finished per second over the rate window.
+    pub pages_per_second: f64,
+    /// Seconds until every page is done at the page rate (`None` when
+    /// unknown).
     pub eta_seconds: Option<f64>,
     /// Failed files by reason.
     pub failures_by_reason: BTreeMap<String, u64>,
@@ -82,27 +86,29 @@ pub struct Progress {
     pub completion_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Finished-file samples per job, for the rate.
+/// Finished-file and finished-page samples per job, for the rates.
 #[derive(Default)]
 struct Rates {
-    samples: HashMap<String, VecDeque<(Instant, u64)>>,
+    samples: HashMap<String, VecDeque<(Instant, u64, u64)>>,
     /// Failures by reason per job uid, recomputed only when the failed
     /// count changes (it costs an aggregate over the job's results).
     failures: HashMap<String, (u64, BTreeMap<String, u64>)>,
 }
 
 impl Rates {
-    fn rate(&mut self, uid: &str, finished: u64, now: Instant) -> f64 {
+    /// Files and pages finished per second over the rate window.
+    fn rate(&mut self, uid: &str, files: u64, pages: u64, now: Instant) -> (f64, f64) {
         let q = self.samples.entry(uid.to_owned()).or_default();
-        q.push_back((now, finished));
-        while q.len() > 2 && q.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW) {
+        q.push_back((now, files, pages));
+        while q.len() > 2 && q.front().is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW) {
             q.pop_front();
         }
         match (q.front(), q.back()) {
-            (Some((t0, f0)), Some((t1, f1))) if t1 > t0 && f1 >= f0 => {
-                (f1 - f0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            (Some((t0, f0, p0)), Some((t1, f1, p1))) if t1 > t0 && f1 >= f0 && p1 >= p0 => {
+                let secs = t1.duration_since(*t0).as_secs_f64();
+                ((f1 - f0) as f64 / secs, (p1 - p0) as f64 / secs)
             }
-            _ => 0.0,
+            _ => (0.0, 0.0),
         }
     }
 
@@ -119,13 +125,15 @@ impl Rates {
         for job in jobs {
             let s = job.status();
             let uid = job.uid().to_owned();
-            let rate = if s.phase.is_finished() {
-                0.0
+            let (rate, page_rate) = if s.phase.is_finished() {
+                (0.0, 0.0)
             } else {
-                self.rate(&uid, s.files.finished(), now)
+                self.rate(&uid, s.files.finished(), s.pages.done, now)
             };
-            let remaining = s.files.remaining();
-            let eta = (rate > 0.0 && !s.phase.is_finished()).then(|| remaining as f64 / rate);
+            // NB: pages, not files: one long document is most of a job's
+            // work while it is one file.
+            let remaining = s.pages.remaining();
+            let eta = (page_rate > 0.0 && !s.phase.is_finished()).then(|| remaining as f64 / page_rate);
             let failures = match (&s.report, s.files.failed) {
                 (Some(r), _) if s.phase.is_finished() => r.failures_by_reason.clone(),
                 (_, 0) => BTreeMap::new(),
@@ -147,9 +155,11 @@ impl Rates {
                 suspend: job.spec.suspend,
                 deleting: job.is_deleting(),
                 files: s.files,
+                pages: s.pages,
                 replicas: s.replicas,
                 nodes_used: s.nodes_used.clone(),
                 files_per_second: (rate * 100.0).round() / 100.0,
+                pages_per_second: (page_rate * 100.0).round() / 100.0,
                 eta_seconds: eta.map(|e| e.round()),
                 failures_by_reason: failures,
                 start_time: s.start_time,
@@ -259,12 +269,12 @@ mod tests {
     async fn rate_over_the_window() {
         let mut r = Rates::default();
         let t0 = Instant::now();
-        assert_eq!(r.rate("a", 0, t0), 0.0, "one sample: no rate");
-        assert_eq!(r.rate("a", 10, t0 + Duration::from_secs(2)), 5.0);
-        assert_eq!(r.rate("a", 40, t0 + Duration::from_secs(4)), 10.0);
+        assert_eq!(r.rate("a", 0, 0, t0), (0.0, 0.0), "one sample: no rate");
+        assert_eq!(r.rate("a", 10, 20, t0 + Duration::from_secs(2)), (5.0, 10.0));
+        assert_eq!(r.rate("a", 40, 200, t0 + Duration::from_secs(4)), (10.0, 50.0));
         // Old samples leave the window: only the recent pace counts.
         let later = t0 + RATE_WINDOW + Duration::from_secs(10);
-        r.rate("a", 40, later - Duration::from_secs(5));
-        assert_eq!(r.rate("a", 40, later), 0.0, "stalled for the whole window");
+        r.rate("a", 40, 200, later - Duration::from_secs(5));
+        assert_eq!(r.rate("a", 40, 200, later), (0.0, 0.0), "stalled for the whole window");
     }
 }

@@ -334,7 +334,10 @@ async fn retry(state: axum::extract::State<ApiState>, Path(name): Path<String>) 
     if job.is_deleting() {
         return Err(ApiError::Conflict(format!("bulkjob {name:?} is being deleted")));
     }
-    let failed = bounded("the store", state.store().task_counts(job.uid())).await?.failed;
+    let failed = bounded("the store", state.store().task_counts(job.uid()))
+        .await?
+        .files
+        .failed;
     if failed == 0 {
         return Err(ApiError::Conflict(format!(
             "bulkjob {name:?} has no failed files to retry"
@@ -371,7 +374,9 @@ struct FileView {
     text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     confidence: Option<f32>,
-    pages: u32,
+    page_count: u32,
+    /// Per page, as in `results.jsonl`.
+    pages: Vec<skep_api::PageInfo>,
     words: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
@@ -394,7 +399,8 @@ impl FileView {
             attempts: t.attempts,
             text: r.text.filter(|_| with_text),
             confidence: r.confidence,
-            pages: r.pages,
+            page_count: r.pages,
+            pages: r.page_info,
             words: r.words,
             reason: r.reason.map(|x| x.as_str().to_owned()),
             error: r.error,
@@ -446,7 +452,7 @@ async fn report(state: axum::extract::State<ApiState>, Path(name): Path<String>)
     if let (true, Some(report)) = (status.phase.is_finished(), status.report.clone()) {
         return ok(ReportView { final_: true, report });
     }
-    let counts = bounded("the store", state.store().task_counts(job.uid())).await?;
+    let counts = bounded("the store", state.store().task_counts(job.uid())).await?.files;
     let summary = bounded("the store", state.store().summarize(job.uid())).await?;
     let now = Utc::now();
     let report = crate::controller::output::build_report(&counts, &summary, status.start_time.unwrap_or(now), now);

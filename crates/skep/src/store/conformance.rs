@@ -20,6 +20,8 @@ macro_rules! store_conformance_cases {
             unlease_and_reset,
             list_tasks_pages,
             retry_failed_files,
+            split_files_and_their_ranges,
+            a_failed_range_and_lost_ranges,
             controller_lease,
         );
     };
@@ -30,7 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use skep_api::{BulkJob, BulkJobSpec, BulkJobStatus, FailureReason, Phase};
+use skep_api::{
+    BulkJob, BulkJobSpec, BulkJobStatus, FailureReason, PageCounts, PageInfo, PageRange, PageSource, Phase,
+};
 
 use super::{
     Deleted, FileResult, LeaseRequest, NewTask, Store, StoreError, TaskState, TaskUpdate, Transition, WatchEvent,
@@ -41,12 +45,7 @@ fn job(name: &str) -> BulkJob {
 }
 
 fn tasks(n: u64) -> Vec<NewTask> {
-    (0..n)
-        .map(|i| NewTask {
-            index: i,
-            path: format!("f{i:05}.png"),
-        })
-        .collect()
+    (0..n).map(|i| NewTask::file(i, format!("f{i:05}.png"))).collect()
 }
 
 fn lease(uid: &str, limit: usize, now_ms: i64) -> LeaseRequest {
@@ -63,6 +62,7 @@ fn update(uid: &str, index: u64, transition: Transition) -> TaskUpdate {
     TaskUpdate {
         job_uid: uid.to_owned(),
         index,
+        part: 0,
         transition,
     }
 }
@@ -211,13 +211,17 @@ pub async fn finalizer_two_phase_delete(s: &dyn Store) {
 
     s.remove_finalizer("a", a.uid()).await.expect("remove finalizer");
     assert!(s.get_job("a").await.expect("get").is_none(), "gone after cleanup");
-    assert_eq!(s.task_counts(a.uid()).await.expect("counts").total, 0, "tasks gone too");
+    assert_eq!(
+        s.task_counts(a.uid()).await.expect("counts").files.total,
+        0,
+        "tasks gone too"
+    );
 
     let b = s.apply_job(job("b")).await.expect("create b").job;
     s.insert_tasks(b.uid(), tasks(2)).await.expect("tasks");
     assert_eq!(s.request_delete("b").await.expect("delete b"), Deleted::Removed);
     assert!(s.get_job("b").await.expect("get").is_none());
-    assert_eq!(s.task_counts(b.uid()).await.expect("counts").total, 0);
+    assert_eq!(s.task_counts(b.uid()).await.expect("counts").files.total, 0);
 
     let again = s.apply_job(job("a")).await.expect("re-create").job;
     assert_ne!(again.uid(), a.uid(), "a re-created job gets a new uid");
@@ -256,7 +260,7 @@ pub async fn atomic_lease_under_concurrency(s: Arc<dyn Store>) {
     let unique: HashSet<u64> = all.iter().copied().collect();
     assert_eq!(all.len(), unique.len(), "a task was leased twice");
     assert_eq!(unique.len() as u64, n);
-    let counts = s.task_counts(&uid).await.expect("counts");
+    let counts = s.task_counts(&uid).await.expect("counts").files;
     assert_eq!((counts.total, counts.dispatched), (n, n));
 }
 
@@ -351,7 +355,7 @@ pub async fn idempotent_results(s: &dyn Store) {
         vec![(1, 2)]
     );
 
-    let c = s.task_counts(&uid).await.expect("counts");
+    let c = s.task_counts(&uid).await.expect("counts").files;
     assert_eq!(
         (c.total, c.pending, c.dispatched, c.succeeded, c.failed),
         (3, 0, 1, 1, 1)
@@ -361,6 +365,266 @@ pub async fn idempotent_results(s: &dyn Store) {
     assert_eq!((sum.pages, sum.words), (1, 2));
     assert_eq!(sum.failures_by_reason.get("corrupt"), Some(&1));
     assert_eq!(sum.nodes, vec!["n1", "n2"]);
+}
+
+fn range_update(uid: &str, index: u64, part: u32, transition: Transition) -> TaskUpdate {
+    TaskUpdate {
+        part,
+        ..update(uid, index, transition)
+    }
+}
+
+/// A split file waits in `Split` while its ranges are leased (before new
+/// files) and answered; once none is at work it is ready, and assembling
+/// it finishes the file and removes its ranges. Page counts follow.
+pub async fn split_files_and_their_ranges(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    s.insert_tasks(&uid, tasks(3)).await.expect("insert");
+    let first = s.lease_tasks(lease(&uid, 1, 0)).await.expect("lease").tasks;
+    assert_eq!(
+        first.iter().map(|t| (t.index, t.part)).collect::<Vec<_>>(),
+        vec![(0, 0)]
+    );
+    let ranges = PageRange::split(20, 8);
+    let split = |ranges: Vec<PageRange>| Transition::Split { pages: 20, ranges };
+    let applied = s
+        .apply_updates(vec![
+            update(&uid, 0, split(ranges.clone())),
+            update(&uid, 0, split(ranges.clone())),
+        ])
+        .await
+        .expect("split");
+    assert_eq!(
+        applied,
+        vec![true, false],
+        "a second split of the same file changes nothing"
+    );
+    let file = s.get_task(&uid, 0).await.expect("get").expect("file 0");
+    assert_eq!(file.state, TaskState::Split);
+    let c = s.task_counts(&uid).await.expect("counts");
+    assert_eq!((c.files.total, c.files.pending, c.files.dispatched), (3, 2, 1));
+    assert_eq!(
+        c.pages,
+        PageCounts { total: 22, done: 0 },
+        "20 pages known, 2 files unopened"
+    );
+    assert_eq!(c.in_flight, 0, "a split file is not in flight itself");
+
+    let parts = s.list_parts(&uid, 0).await.expect("parts");
+    assert_eq!(
+        parts.iter().map(|p| (p.part, p.pages, p.state)).collect::<Vec<_>>(),
+        vec![
+            (1, Some(ranges[0]), TaskState::Pending),
+            (2, Some(ranges[1]), TaskState::Pending),
+            (3, Some(ranges[2]), TaskState::Pending)
+        ]
+    );
+    assert_eq!(parts[0].path, "f00000.png");
+    let listed = s.list_tasks(&uid, None, 10).await.expect("list");
+    assert_eq!(listed.len(), 3, "files only: {listed:?}");
+
+    let leased = s.lease_tasks(lease(&uid, 3, 0)).await.expect("lease").tasks;
+    assert_eq!(
+        leased.iter().map(|t| (t.index, t.part)).collect::<Vec<_>>(),
+        vec![(0, 1), (0, 2), (0, 3)],
+        "a started file's ranges go before new files"
+    );
+    assert_eq!(s.task_counts(&uid).await.expect("counts").in_flight, 3);
+    assert!(
+        s.split_ready(&uid, 10).await.expect("ready").is_empty(),
+        "ranges at work"
+    );
+
+    let range_ok = |first: u32, last: u32| FileResult {
+        pages: last - first + 1,
+        page_info: (first..=last)
+            .map(|number| PageInfo {
+                number,
+                source: PageSource::Ocr,
+                confidence: 90.0,
+                rotation: 0,
+            })
+            .collect(),
+        staged: Some(format!("r{first}")),
+        ..ok_result(&format!("pages {first}-{last}"))
+    };
+    let applied = s
+        .apply_updates(vec![
+            range_update(&uid, 0, 1, Transition::Succeed { result: range_ok(1, 8) }),
+            range_update(
+                &uid,
+                0,
+                2,
+                Transition::Succeed {
+                    result: range_ok(9, 16),
+                },
+            ),
+            range_update(
+                &uid,
+                0,
+                2,
+                Transition::Succeed {
+                    result: range_ok(9, 16),
+                },
+            ),
+        ])
+        .await
+        .expect("ranges");
+    assert_eq!(applied, vec![true, true, false]);
+    let c = s.task_counts(&uid).await.expect("counts");
+    assert_eq!(c.pages.done, 16);
+    assert!(
+        s.split_ready(&uid, 10).await.expect("ready").is_empty(),
+        "one range left"
+    );
+    s.apply_updates(vec![range_update(
+        &uid,
+        0,
+        3,
+        Transition::Succeed {
+            result: range_ok(17, 20),
+        },
+    )])
+    .await
+    .expect("last range");
+    let ready = s.split_ready(&uid, 10).await.expect("ready");
+    assert_eq!(ready.iter().map(|t| t.index).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(ready[0].result.as_ref().map(|r| r.pages), Some(20), "its page count");
+    let parts = s.list_parts(&uid, 0).await.expect("parts");
+    assert_eq!(parts[1].result.as_ref().and_then(|r| r.staged.as_deref()), Some("r9"));
+    assert_eq!(parts[2].result.as_ref().map(|r| r.page_info.len()), Some(4));
+
+    let assembled = FileResult {
+        pages: 20,
+        ..ok_result("all twenty pages")
+    };
+    let assemble = |result: FileResult| Transition::Assemble {
+        succeeded: true,
+        result,
+    };
+    let applied = s
+        .apply_updates(vec![
+            update(&uid, 0, assemble(assembled.clone())),
+            update(&uid, 0, assemble(assembled.clone())),
+        ])
+        .await
+        .expect("assemble");
+    assert_eq!(applied, vec![true, false], "assembled once");
+    let file = s.get_task(&uid, 0).await.expect("get").expect("file 0");
+    assert_eq!(file.state, TaskState::Succeeded);
+    assert_eq!(
+        file.result.as_ref().and_then(|r| r.text.as_deref()),
+        Some("all twenty pages")
+    );
+    assert!(s.list_parts(&uid, 0).await.expect("parts").is_empty(), "ranges removed");
+    let c = s.task_counts(&uid).await.expect("counts");
+    assert_eq!(c.pages, PageCounts { total: 22, done: 20 });
+    assert_eq!((c.files.succeeded, c.files.pending), (1, 2));
+    assert_eq!(
+        s.summarize(&uid).await.expect("summary").pages,
+        20,
+        "ranges not counted twice"
+    );
+}
+
+/// A range that fails for good makes its file ready (to be failed); a split
+/// file whose ranges are missing is ready too (to get them back); a failed
+/// split file retried starts whole again.
+pub async fn a_failed_range_and_lost_ranges(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    s.insert_tasks(&uid, tasks(2)).await.expect("insert");
+    s.lease_tasks(lease(&uid, 2, 0)).await.expect("lease");
+    let ranges = PageRange::split(10, 8);
+    s.apply_updates(vec![
+        update(
+            &uid,
+            0,
+            Transition::Split {
+                pages: 10,
+                ranges: ranges.clone(),
+            },
+        ),
+        update(
+            &uid,
+            1,
+            Transition::Split {
+                pages: 10,
+                ranges: Vec::new(),
+            },
+        ),
+    ])
+    .await
+    .expect("split");
+    let ready = s.split_ready(&uid, 10).await.expect("ready");
+    assert_eq!(
+        ready.iter().map(|t| t.index).collect::<Vec<_>>(),
+        vec![1],
+        "file 1 lost its ranges"
+    );
+    s.insert_tasks(&uid, NewTask::ranges(1, "f00001.png", &ranges))
+        .await
+        .expect("put back");
+    assert!(s.split_ready(&uid, 10).await.expect("ready").is_empty());
+
+    let leased = s.lease_tasks(lease(&uid, 10, 0)).await.expect("lease").tasks;
+    assert_eq!(leased.len(), 4);
+    s.apply_updates(vec![
+        range_update(
+            &uid,
+            0,
+            1,
+            Transition::Fail {
+                attempt: 1,
+                result: failed_result(FailureReason::TooLarge),
+            },
+        ),
+        range_update(
+            &uid,
+            0,
+            2,
+            Transition::Succeed {
+                result: ok_result("tail"),
+            },
+        ),
+    ])
+    .await
+    .expect("ranges");
+    let ready = s.split_ready(&uid, 10).await.expect("ready");
+    assert_eq!(ready.iter().map(|t| t.index).collect::<Vec<_>>(), vec![0]);
+    let failed = FileResult {
+        pages: 10,
+        ..failed_result(FailureReason::TooLarge)
+    };
+    let applied = s
+        .apply_updates(vec![update(
+            &uid,
+            0,
+            Transition::Assemble {
+                succeeded: false,
+                result: failed,
+            },
+        )])
+        .await
+        .expect("assemble");
+    assert_eq!(applied, vec![true]);
+    let c = s.task_counts(&uid).await.expect("counts");
+    assert_eq!((c.files.failed, c.files.dispatched), (1, 1));
+    assert_eq!(
+        s.summarize(&uid)
+            .await
+            .expect("summary")
+            .failures_by_reason
+            .get("tooLarge"),
+        Some(&1)
+    );
+
+    assert_eq!(s.retry_failed(&uid).await.expect("retry"), 1);
+    let file = s.get_task(&uid, 0).await.expect("get").expect("file 0");
+    assert_eq!((file.state, file.attempts, file.result), (TaskState::Pending, 0, None));
+    assert!(s.list_parts(&uid, 0).await.expect("parts").is_empty());
+    assert_eq!(s.list_parts(&uid, 1).await.expect("parts").len(), 2, "file 1 untouched");
 }
 
 /// An expired dispatch comes back; past `max_attempts` the task fails.
@@ -394,7 +658,7 @@ pub async fn unlease_and_reset(s: &dyn Store) {
     let uid = a.uid().to_owned();
     s.insert_tasks(&uid, tasks(4)).await.expect("insert");
     s.lease_tasks(lease(&uid, 4, 0)).await.expect("lease");
-    assert_eq!(s.unlease_tasks(&uid, &[0, 1]).await.expect("unlease"), 2);
+    assert_eq!(s.unlease_tasks(&uid, &[(0, 0), (1, 0)]).await.expect("unlease"), 2);
     let t0 = s.get_task(&uid, 0).await.expect("get").expect("t0");
     assert_eq!(
         (t0.state, t0.attempts),
@@ -402,7 +666,7 @@ pub async fn unlease_and_reset(s: &dyn Store) {
         "an unleased dispatch does not count"
     );
     assert_eq!(s.reset_dispatched().await.expect("reset"), 2);
-    let c = s.task_counts(&uid).await.expect("counts");
+    let c = s.task_counts(&uid).await.expect("counts").files;
     assert_eq!((c.pending, c.dispatched), (4, 0));
     let t3 = s.get_task(&uid, 3).await.expect("get").expect("t3");
     assert_eq!(
@@ -449,7 +713,7 @@ pub async fn retry_failed_files(s: &dyn Store) {
     );
     let t0 = s.get_task(&uid, 0).await.expect("get").expect("t0");
     assert_eq!(t0.state, TaskState::Succeeded, "a success stays");
-    let c = s.task_counts(&uid).await.expect("counts");
+    let c = s.task_counts(&uid).await.expect("counts").files;
     assert_eq!((c.succeeded, c.failed, c.pending, c.dispatched), (1, 0, 1, 1));
     assert_eq!(s.retry_failed(&uid).await.expect("again"), 0, "nothing left to retry");
     let again = s.lease_tasks(lease(&uid, 3, 0)).await.expect("lease again");

@@ -9,7 +9,13 @@
 //! - a task is leased by one caller at a time (`lease_tasks` is atomic);
 //! - a file has at most one final result: the first terminal transition of
 //!   a task wins and later ones are refused (results are idempotent per job
-//!   uid and file index).
+//!   uid, file index and part).
+//!
+//! A task is a whole file (part 0) or, once a worker said the file has more
+//! pages than a task should read, one page range of it (parts 1..). A split
+//! file's part 0 waits in state `Split` while its ranges run, and is
+//! finished by [`Transition::Assemble`], which also removes its ranges.
+//! File counts and `list_tasks` see files (part 0) only.
 
 pub mod conformance;
 mod mongo;
@@ -20,7 +26,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use skep_api::{BulkJob, BulkJobStatus, FailureReason, FileCounts};
+use skep_api::{BulkJob, BulkJobStatus, FailureReason, FileCounts, PageCounts, PageInfo, PageRange};
 
 pub use mongo::{MongoOptions, MongoStore, MongoUrl, WatchMode};
 pub use sqlite::SqliteStore;
@@ -96,15 +102,27 @@ pub(crate) fn merge_applied(current: &mut BulkJob, job: &BulkJob) -> Result<(boo
     Ok((spec_changed, spec_changed || meta_changed))
 }
 
-/// Adds the `n` tasks in `state` to a job's file counts.
+/// Adds `n` files in `state` to a job's file counts (a split file counts as
+/// dispatched: its ranges are at work).
 pub(crate) fn count_state(counts: &mut FileCounts, state: TaskState, n: u64) {
     match state {
-        TaskState::Pending => counts.pending = n,
-        TaskState::Dispatched => counts.dispatched = n,
-        TaskState::Succeeded => counts.succeeded = n,
-        TaskState::Failed => counts.failed = n,
+        TaskState::Pending => counts.pending += n,
+        TaskState::Dispatched | TaskState::Split => counts.dispatched += n,
+        TaskState::Succeeded => counts.succeeded += n,
+        TaskState::Failed => counts.failed += n,
     }
     counts.total += n;
+}
+
+/// A job's progress, as the store counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    /// Files (part 0 of every task).
+    pub files: FileCounts,
+    pub pages: PageCounts,
+    /// Tasks (files and ranges) dispatched and not answered yet: what the
+    /// queue holds or workers read now.
+    pub in_flight: u64,
 }
 
 /// What `request_delete` did.
@@ -123,12 +141,41 @@ pub enum WatchEvent {
     Changed(String),
 }
 
-/// One file found by the scan.
+/// A task to insert: a file found by the scan (part 0, no pages), or a
+/// page range of a split file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewTask {
     pub index: u64,
+    pub part: u32,
+    pub pages: Option<PageRange>,
     /// Relative to the job's source folder, `/`-separated.
     pub path: String,
+}
+
+impl NewTask {
+    /// A whole file, as the scan finds it.
+    pub fn file(index: u64, path: impl Into<String>) -> Self {
+        Self {
+            index,
+            part: 0,
+            pages: None,
+            path: path.into(),
+        }
+    }
+
+    /// The page ranges of a split file, parts `1..`.
+    pub fn ranges(index: u64, path: &str, ranges: &[PageRange]) -> Vec<Self> {
+        ranges
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Self {
+                index,
+                part: i as u32 + 1,
+                pages: Some(*r),
+                path: path.to_owned(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,6 +184,8 @@ pub enum TaskState {
     Dispatched,
     Succeeded,
     Failed,
+    /// A file whose page ranges are at work (part 0 only).
+    Split,
 }
 
 impl TaskState {
@@ -146,6 +195,7 @@ impl TaskState {
             TaskState::Dispatched => "dispatched",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
+            TaskState::Split => "split",
         }
     }
 
@@ -155,6 +205,7 @@ impl TaskState {
             TaskState::Dispatched,
             TaskState::Succeeded,
             TaskState::Failed,
+            TaskState::Split,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
@@ -165,12 +216,18 @@ impl TaskState {
     }
 }
 
-/// A file's outcome, as stored.
+/// A file's (or a range's) outcome, as stored.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FileResult {
     pub text: Option<String>,
     pub confidence: Option<f32>,
+    /// Pages read; for a split file, its page count.
     pub pages: u32,
+    /// Per page, in page order.
+    pub page_info: Vec<PageInfo>,
+    /// The staging folder holding the artefacts of the delivery that made
+    /// this result (a name in the job's staging folder).
+    pub staged: Option<String>,
     pub words: u64,
     pub reason: Option<FailureReason>,
     pub error: Option<String>,
@@ -180,11 +237,15 @@ pub struct FileResult {
     pub finished_ms: i64,
 }
 
-/// One file of a job.
+/// One file of a job, or one page range of a split file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskRecord {
     pub job_uid: String,
     pub index: u64,
+    /// 0 for the file; 1.. for its page ranges.
+    pub part: u32,
+    /// The range's pages (parts 1..).
+    pub pages: Option<PageRange>,
     pub path: String,
     pub state: TaskState,
     /// Dispatches so far.
@@ -233,12 +294,21 @@ pub enum Transition {
     /// Failed for good. Applies only to a non-terminal task whose attempts
     /// equal `attempt`.
     Fail { attempt: u32, result: FileResult },
+    /// The file has too many pages for one task: it waits in state `Split`
+    /// (with `pages` as its page count) while `ranges` run as parts 1..
+    /// (inserted with it; dispatched before new files). Applies to part 0
+    /// unless it is terminal or already split, like `Succeed`.
+    Split { pages: u32, ranges: Vec<PageRange> },
+    /// A split file's final result, made from its ranges; its ranges are
+    /// removed. Applies only to part 0 in state `Split`.
+    Assemble { succeeded: bool, result: FileResult },
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskUpdate {
     pub job_uid: String,
     pub index: u64,
+    pub part: u32,
     pub transition: Transition,
 }
 
@@ -288,9 +358,9 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_tasks(&self, job_uid: &str, tasks: Vec<NewTask>) -> Result<u64>;
     async fn delete_tasks(&self, job_uid: &str) -> Result<u64>;
     async fn lease_tasks(&self, req: LeaseRequest) -> Result<Leased>;
-    /// Puts dispatched tasks back to pending without counting the attempt
-    /// against them (their dispatch never happened).
-    async fn unlease_tasks(&self, job_uid: &str, indexes: &[u64]) -> Result<u64>;
+    /// Puts dispatched tasks `(index, part)` back to pending without
+    /// counting the attempt against them (their dispatch never happened).
+    async fn unlease_tasks(&self, job_uid: &str, keys: &[(u64, u32)]) -> Result<u64>;
     /// Every dispatched task of every job back to pending (the queue lost
     /// them: it is not durable and this process is new).
     async fn reset_dispatched(&self) -> Result<u64>;
@@ -299,10 +369,16 @@ pub trait Store: Send + Sync + 'static {
     /// Every failed task of the job back to pending with no attempts and
     /// no result, so that it is dispatched again. Returns how many.
     async fn retry_failed(&self, job_uid: &str) -> Result<u64>;
-    async fn task_counts(&self, job_uid: &str) -> Result<FileCounts>;
+    async fn task_counts(&self, job_uid: &str) -> Result<TaskCounts>;
+    /// The file `index` (part 0).
     async fn get_task(&self, job_uid: &str, index: u64) -> Result<Option<TaskRecord>>;
-    /// Tasks in index order, after `after` (exclusive).
+    /// Files (part 0) in index order, after `after` (exclusive).
     async fn list_tasks(&self, job_uid: &str, after: Option<u64>, limit: usize) -> Result<Vec<TaskRecord>>;
+    /// The page ranges (parts 1..) of the file `index`, in part order.
+    async fn list_parts(&self, job_uid: &str, index: u64) -> Result<Vec<TaskRecord>>;
+    /// Up to `limit` split files none of whose ranges is pending or
+    /// dispatched: ready to be assembled (or to have lost ranges put back).
+    async fn split_ready(&self, job_uid: &str, limit: usize) -> Result<Vec<TaskRecord>>;
     async fn summarize(&self, job_uid: &str) -> Result<ResultSummary>;
 
     /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`

@@ -50,13 +50,13 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, IndexModel};
 use serde::Deserialize;
-use skep_api::{BulkJob, BulkJobStatus, FINALIZER, FailureReason, FileCounts};
+use skep_api::{BulkJob, BulkJobStatus, FINALIZER, FailureReason, PageInfo, PageRange};
 use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
 
 use super::{
     Applied, Deleted, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store, StoreError,
-    TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied, new_stored_job,
+    TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied, new_stored_job,
 };
 
 /// The database used when the URL names none.
@@ -97,6 +97,7 @@ const PENDING: i32 = 0;
 const DISPATCHED: i32 = 1;
 const SUCCEEDED: i32 = 2;
 const FAILED: i32 = 3;
+const SPLIT: i32 = 4;
 
 /// How `watch` learns about changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -383,6 +384,15 @@ struct JobRow {
 struct TaskDoc {
     job: String,
     i: i64,
+    /// Part: 0 for a file, 1.. for its page ranges (absent in documents
+    /// written before ranges existed: 0).
+    #[serde(default)]
+    p: i64,
+    /// First and last page of a range.
+    #[serde(default)]
+    fp: i64,
+    #[serde(default)]
+    lp: i64,
     path: String,
     state: i64,
     #[serde(default)]
@@ -403,15 +413,24 @@ struct TaskDoc {
     node: Option<String>,
     #[serde(default)]
     fin: i64,
+    /// Per-page details, as JSON.
+    pinfo: Option<String>,
+    staged: Option<String>,
 }
 
 impl TaskDoc {
     fn into_record(self) -> Result<TaskRecord> {
         let state = state_from(self.state)?;
+        let page_info: Vec<PageInfo> = match &self.pinfo {
+            Some(json) => serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("page details: {e}")))?,
+            None => Vec::new(),
+        };
         let result = FileResult {
             text: self.text,
             confidence: self.conf.map(|c| c as f32),
             pages: self.pages as u32,
+            page_info,
+            staged: self.staged,
             words: self.words as u64,
             reason: self.reason.as_deref().and_then(FailureReason::parse),
             error: self.error,
@@ -420,11 +439,19 @@ impl TaskDoc {
             node: self.node,
             finished_ms: self.fin,
         };
-        let has_result =
-            result.text.is_some() || result.error.is_some() || result.reason.is_some() || result.finished_ms != 0;
+        let has_result = result.text.is_some()
+            || result.error.is_some()
+            || result.reason.is_some()
+            || result.finished_ms != 0
+            || result.pages != 0;
         Ok(TaskRecord {
             job_uid: self.job,
             index: self.i as u64,
+            part: self.p as u32,
+            pages: (self.fp > 0).then_some(PageRange {
+                first: self.fp as u32,
+                last: self.lp as u32,
+            }),
             path: self.path,
             state,
             attempts: self.attempts as u32,
@@ -441,12 +468,19 @@ fn state_from(code: i64) -> Result<TaskState> {
         1 => TaskState::Dispatched,
         2 => TaskState::Succeeded,
         3 => TaskState::Failed,
+        4 => TaskState::Split,
         other => return Err(StoreError::Corrupt(format!("task state {other}"))),
     })
 }
 
-fn task_id(uid: &str, index: u64) -> String {
-    format!("{uid}:{index}")
+/// A task's `_id`: `uid:index` for a file (as before ranges existed),
+/// `uid:index:part` for a range.
+fn task_id(uid: &str, index: u64, part: u32) -> String {
+    if part == 0 {
+        format!("{uid}:{index}")
+    } else {
+        format!("{uid}:{index}:{part}")
+    }
 }
 
 fn index_value(index: u64) -> Result<i64> {
@@ -485,6 +519,12 @@ fn result_fields(res: &FileResult) -> Document {
         "worker": opt(&res.worker),
         "node": opt(&res.node),
         "fin": res.finished_ms,
+        "pinfo": if res.page_info.is_empty() {
+            Bson::Null
+        } else {
+            Bson::String(serde_json::to_string(&res.page_info).unwrap_or_default())
+        },
+        "staged": opt(&res.staged),
     }
 }
 
@@ -573,9 +613,21 @@ impl MongoStore {
 
     async fn create_indexes(&self) -> Result<()> {
         let i = &self.inner;
+        // NB: before page ranges a task was unique by (job, i) under the
+        // index "job_index"; ranges share their file's `i`, so that index
+        // goes (an error means it is not there), and documents of that time
+        // get their part, 0.
+        let _ = i.tasks.drop_index("job_index").await;
+        self.op(
+            "add parts to old tasks",
+            i.tasks
+                .update_many(doc! { "p": { "$exists": false } }, doc! { "$set": { "p": 0_i64 } })
+                .into_future(),
+        )
+        .await?;
         let indexes = [
             (&i.jobs, doc! { "uid": 1 }, "uid", true),
-            (&i.tasks, doc! { "job": 1, "i": 1 }, "job_index", true),
+            (&i.tasks, doc! { "job": 1, "i": 1, "p": 1 }, "job_index_part", true),
             (
                 &i.tasks,
                 doc! { "job": 1, "state": 1, "due": 1, "i": 1 },
@@ -608,6 +660,19 @@ impl MongoStore {
     async fn collect(&self, what: &str, find: mongodb::action::Find<'_, Document>) -> Result<Vec<Document>> {
         self.op(what, async move { find.await?.try_collect::<Vec<_>>().await })
             .await
+    }
+
+    /// Reads the task documents a find returns.
+    async fn records(&self, what: &str, find: mongodb::action::Find<'_, Document>) -> Result<Vec<TaskRecord>> {
+        self.collect(what, find)
+            .await?
+            .into_iter()
+            .map(|d| {
+                mongodb::bson::from_document::<TaskDoc>(d)
+                    .map_err(|e| StoreError::Corrupt(format!("task document: {e}")))?
+                    .into_record()
+            })
+            .collect()
     }
 
     async fn aggregate(&self, what: &str, pipeline: Vec<Document>) -> Result<Vec<Document>> {
@@ -806,12 +871,12 @@ impl MongoStore {
 
     /// Applies one transition; says whether it did.
     async fn transition(&self, u: &TaskUpdate) -> Result<bool> {
-        let id = task_id(&u.job_uid, u.index);
+        let id = task_id(&u.job_uid, u.index, u.part);
         let (filter, mut set, result) = match &u.transition {
             Transition::Succeed { result } => (
                 doc! { "_id": id, "state": { "$in": [PENDING, DISPATCHED] } },
                 doc! { "state": SUCCEEDED, "due": 0_i64 },
-                result,
+                Some(result),
             ),
             Transition::Retry {
                 attempt,
@@ -820,22 +885,63 @@ impl MongoStore {
             } => (
                 doc! { "_id": id, "state": DISPATCHED, "attempts": i64::from(*attempt) },
                 doc! { "state": PENDING, "due": *not_before_ms },
-                result,
+                Some(result),
             ),
             Transition::Fail { attempt, result } => (
                 doc! { "_id": id, "state": { "$in": [PENDING, DISPATCHED] }, "attempts": i64::from(*attempt) },
                 doc! { "state": FAILED, "due": 0_i64 },
-                result,
+                Some(result),
+            ),
+            Transition::Split { pages, .. } => (
+                doc! { "_id": id, "p": 0_i64, "state": { "$in": [PENDING, DISPATCHED] } },
+                doc! { "state": SPLIT, "due": 0_i64, "pages": i64::from(*pages) },
+                None,
+            ),
+            Transition::Assemble { succeeded, result } => (
+                doc! { "_id": id, "p": 0_i64, "state": SPLIT },
+                doc! { "state": if *succeeded { SUCCEEDED } else { FAILED }, "due": 0_i64 },
+                Some(result),
             ),
         };
-        set.extend(result_fields(result));
+        if let Some(result) = result {
+            set.extend(result_fields(result));
+        }
         let r = self
             .op(
                 "apply result",
                 self.inner.tasks.update_one(filter, doc! { "$set": set }).into_future(),
             )
             .await?;
-        Ok(r.matched_count == 1)
+        let applied = r.matched_count == 1;
+        // NB: not one transaction (nx-27017 and standalone servers have
+        // none): a crash between the two writes leaves a split file without
+        // ranges, which `split_ready` reports and the controller repairs, or
+        // an assembled file's ranges, which a later assembly ignores.
+        match &u.transition {
+            Transition::Split { ranges, .. } if applied => {
+                let path = self
+                    .get_task(&u.job_uid, u.index)
+                    .await?
+                    .map(|t| t.path)
+                    .unwrap_or_default();
+                self.insert_tasks(&u.job_uid, NewTask::ranges(u.index, &path, ranges))
+                    .await?;
+            }
+            Transition::Assemble { .. } if applied => {
+                self.op(
+                    "remove ranges",
+                    self.inner
+                        .tasks
+                        .delete_many(
+                            doc! { "job": u.job_uid.as_str(), "i": index_value(u.index)?, "p": { "$gt": 0_i64 } },
+                        )
+                        .into_future(),
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(applied)
     }
 }
 
@@ -1010,14 +1116,20 @@ impl Store for MongoStore {
             let docs = chunk
                 .iter()
                 .map(|t| {
+                    let (first, last) = t.pages.map_or((0, 0), |r| (r.first, r.last));
                     Ok(doc! {
-                        "_id": task_id(job_uid, t.index),
+                        "_id": task_id(job_uid, t.index, t.part),
                         "job": job_uid,
                         "i": index_value(t.index)?,
+                        "p": i64::from(t.part),
+                        "fp": i64::from(first),
+                        "lp": i64::from(last),
+                        "span": i64::from(last.saturating_sub(first) + 1),
                         "path": t.path.as_str(),
                         "state": PENDING,
                         "attempts": 0_i64,
-                        "due": 0_i64,
+                        // NB: ranges first (see the SQLite store).
+                        "due": if t.part > 0 { -1_i64 } else { 0_i64 },
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -1125,6 +1237,38 @@ impl Store for MongoStore {
     }
 
     async fn retry_failed(&self, job_uid: &str) -> Result<u64> {
+        // Ranges left behind by a failed split file (normally removed when
+        // it was assembled) go first.
+        let left = self
+            .aggregate(
+                "find left-over ranges",
+                vec![
+                    doc! { "$match": { "job": job_uid, "p": { "$gt": 0_i64 } } },
+                    doc! { "$group": { "_id": "$i" } },
+                ],
+            )
+            .await?;
+        for i in left.iter().filter_map(|g| number(g, "_id")) {
+            let file = self
+                .op(
+                    "read task",
+                    self.inner
+                        .tasks
+                        .find_one(doc! { "job": job_uid, "i": i, "p": 0_i64, "state": FAILED })
+                        .into_future(),
+                )
+                .await?;
+            if file.is_some() {
+                self.op(
+                    "remove ranges",
+                    self.inner
+                        .tasks
+                        .delete_many(doc! { "job": job_uid, "i": i, "p": { "$gt": 0_i64 } })
+                        .into_future(),
+                )
+                .await?;
+            }
+        }
         let mut cleared = result_fields(&FileResult::default());
         cleared.insert("state", PENDING);
         cleared.insert("due", 0_i64);
@@ -1135,18 +1279,21 @@ impl Store for MongoStore {
                 "retry failed tasks",
                 self.inner
                     .tasks
-                    .update_many(doc! { "job": job_uid, "state": FAILED }, doc! { "$set": cleared })
+                    .update_many(
+                        doc! { "job": job_uid, "p": 0_i64, "state": FAILED },
+                        doc! { "$set": cleared },
+                    )
                     .into_future(),
             )
             .await?;
         Ok(r.modified_count)
     }
 
-    async fn unlease_tasks(&self, job_uid: &str, indexes: &[u64]) -> Result<u64> {
-        if indexes.is_empty() {
+    async fn unlease_tasks(&self, job_uid: &str, keys: &[(u64, u32)]) -> Result<u64> {
+        if keys.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<String> = indexes.iter().map(|i| task_id(job_uid, *i)).collect();
+        let ids: Vec<String> = keys.iter().map(|(i, p)| task_id(job_uid, *i, *p)).collect();
         let counted = self
             .op(
                 "unlease tasks",
@@ -1196,9 +1343,9 @@ impl Store for MongoStore {
     /// apply in the order given; different tasks' run concurrently.
     async fn apply_updates(&self, updates: Vec<TaskUpdate>) -> Result<Vec<bool>> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut by_task: HashMap<(&str, u64), usize> = HashMap::new();
+        let mut by_task: HashMap<(&str, u64, u32), usize> = HashMap::new();
         for (pos, u) in updates.iter().enumerate() {
-            let g = *by_task.entry((u.job_uid.as_str(), u.index)).or_insert_with(|| {
+            let g = *by_task.entry((u.job_uid.as_str(), u.index, u.part)).or_insert_with(|| {
                 groups.push(Vec::new());
                 groups.len() - 1
             });
@@ -1223,21 +1370,72 @@ impl Store for MongoStore {
         Ok(applied)
     }
 
-    async fn task_counts(&self, job_uid: &str) -> Result<FileCounts> {
-        let rows = self
+    async fn task_counts(&self, job_uid: &str) -> Result<TaskCounts> {
+        // NB: three plain `$group`s rather than one with `$cond`, which not
+        // every server that speaks the wire protocol evaluates.
+        let files = self
             .aggregate(
-                "count tasks",
+                "count files",
                 vec![
-                    doc! { "$match": { "job": job_uid } },
+                    doc! { "$match": { "job": job_uid, "p": 0_i64 } },
+                    doc! { "$group": { "_id": "$state", "n": { "$sum": 1 }, "pages": { "$sum": "$pages" } } },
+                ],
+            )
+            .await?;
+        let pageless = self
+            .aggregate(
+                "count files without pages",
+                vec![
+                    doc! { "$match": { "job": job_uid, "p": 0_i64, "pages": 0_i64 } },
                     doc! { "$group": { "_id": "$state", "n": { "$sum": 1 } } },
                 ],
             )
             .await?;
-        let mut counts = FileCounts::default();
-        for row in rows {
-            let state = number(&row, "_id").ok_or_else(|| StoreError::Corrupt("task without a state".to_owned()))?;
-            let n = number(&row, "n").unwrap_or(0) as u64;
-            count_state(&mut counts, state_from(state)?, n);
+        let ranges = self
+            .aggregate(
+                "count ranges",
+                vec![
+                    doc! { "$match": { "job": job_uid, "p": { "$gt": 0_i64 } } },
+                    doc! { "$group": { "_id": "$state", "n": { "$sum": 1 }, "pages": { "$sum": "$span" } } },
+                ],
+            )
+            .await?;
+        let state_of = |row: &Document| -> Result<TaskState> {
+            state_from(number(row, "_id").ok_or_else(|| StoreError::Corrupt("task without a state".to_owned()))?)
+        };
+        let mut counts = TaskCounts::default();
+        for row in &files {
+            let state = state_of(row)?;
+            let n = number(row, "n").unwrap_or(0) as u64;
+            // NB: a file counts as one page until it was opened (split or
+            // finished), and at least one after.
+            let zero = pageless
+                .iter()
+                .find(|r| number(r, "_id") == number(row, "_id"))
+                .and_then(|r| number(r, "n"))
+                .unwrap_or(0) as u64;
+            let pages = number(row, "pages").unwrap_or(0) as u64 + zero;
+            count_state(&mut counts.files, state, n);
+            if state == TaskState::Dispatched {
+                counts.in_flight += n;
+            }
+            counts.pages.total += if matches!(state, TaskState::Pending | TaskState::Dispatched) {
+                n
+            } else {
+                pages
+            };
+            if state.is_terminal() {
+                counts.pages.done += pages;
+            }
+        }
+        for row in &ranges {
+            let state = state_of(row)?;
+            if state == TaskState::Dispatched {
+                counts.in_flight += number(row, "n").unwrap_or(0) as u64;
+            }
+            if state.is_terminal() {
+                counts.pages.done += number(row, "pages").unwrap_or(0) as u64;
+            }
         }
         Ok(counts)
     }
@@ -1248,7 +1446,7 @@ impl Store for MongoStore {
                 "read task",
                 self.inner
                     .tasks
-                    .find_one(doc! { "_id": task_id(job_uid, index) })
+                    .find_one(doc! { "_id": task_id(job_uid, index, 0) })
                     .into_future(),
             )
             .await?;
@@ -1268,18 +1466,51 @@ impl Store for MongoStore {
         let find = self
             .inner
             .tasks
-            .find(doc! { "job": job_uid, "i": { "$gt": after } })
+            .find(doc! { "job": job_uid, "p": 0_i64, "i": { "$gt": after } })
             .sort(doc! { "i": 1 })
             .limit(i64::try_from(limit).unwrap_or(i64::MAX));
-        self.collect("list tasks", find)
-            .await?
-            .into_iter()
-            .map(|d| {
-                mongodb::bson::from_document::<TaskDoc>(d)
-                    .map_err(|e| StoreError::Corrupt(format!("task document: {e}")))?
-                    .into_record()
-            })
-            .collect()
+        self.records("list tasks", find).await
+    }
+
+    async fn list_parts(&self, job_uid: &str, index: u64) -> Result<Vec<TaskRecord>> {
+        let find = self
+            .inner
+            .tasks
+            .find(doc! { "job": job_uid, "i": index_value(index)?, "p": { "$gt": 0_i64 } })
+            .sort(doc! { "p": 1 });
+        self.records("list ranges", find).await
+    }
+
+    async fn split_ready(&self, job_uid: &str, limit: usize) -> Result<Vec<TaskRecord>> {
+        let find = self
+            .inner
+            .tasks
+            .find(doc! { "job": job_uid, "p": 0_i64, "state": SPLIT })
+            .sort(doc! { "i": 1 });
+        let mut ready = Vec::new();
+        for file in self.records("list split files", find).await? {
+            if ready.len() >= limit {
+                break;
+            }
+            let busy = self
+                .op(
+                    "count ranges at work",
+                    self.inner
+                        .tasks
+                        .count_documents(doc! {
+                            "job": job_uid,
+                            "i": index_value(file.index)?,
+                            "p": { "$gt": 0_i64 },
+                            "state": { "$in": [PENDING, DISPATCHED] },
+                        })
+                        .into_future(),
+                )
+                .await?;
+            if busy == 0 {
+                ready.push(file);
+            }
+        }
+        Ok(ready)
     }
 
     async fn summarize(&self, job_uid: &str) -> Result<ResultSummary> {
@@ -1287,7 +1518,7 @@ impl Store for MongoStore {
             .aggregate(
                 "summarize results",
                 vec![
-                    doc! { "$match": { "job": job_uid, "state": SUCCEEDED } },
+                    doc! { "$match": { "job": job_uid, "p": 0_i64, "state": SUCCEEDED } },
                     doc! { "$group": {
                         "_id": Bson::Null,
                         "pages": { "$sum": "$pages" },
@@ -1302,7 +1533,7 @@ impl Store for MongoStore {
             .aggregate(
                 "summarize failures",
                 vec![
-                    doc! { "$match": { "job": job_uid, "state": FAILED } },
+                    doc! { "$match": { "job": job_uid, "p": 0_i64, "state": FAILED } },
                     doc! { "$group": {
                         "_id": { "$ifNull": ["$reason", "unknown"] },
                         "n": { "$sum": 1 },

@@ -13,12 +13,12 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
-use skep_api::{BulkJob, BulkJobStatus, FINALIZER, FailureReason, FileCounts};
+use skep_api::{BulkJob, BulkJobStatus, FINALIZER, FailureReason, PageRange};
 use tokio::sync::{Notify, mpsc};
 
 use super::{
     Applied, Deleted, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store, StoreError,
-    TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied, new_stored_job,
+    TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied, new_stored_job,
 };
 
 /// How often `watch` looks for changes made by other processes; changes
@@ -27,16 +27,29 @@ pub const WATCH_POLL: Duration = Duration::from_millis(500);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta(key, value) VALUES ('revision', 0), ('schema', 1);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('revision', 0);
 CREATE TABLE IF NOT EXISTS jobs (
     name TEXT PRIMARY KEY,
     uid TEXT NOT NULL UNIQUE,
     revision INTEGER NOT NULL,
     doc TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS tasks (
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires INTEGER NOT NULL
+);
+";
+
+/// The task table of schema 2 (version 1 had no parts, ranges, page
+/// details or staging folders).
+const TASKS_V2: &str = "
+CREATE TABLE tasks (
     job_uid TEXT NOT NULL,
     idx INTEGER NOT NULL,
+    part INTEGER NOT NULL DEFAULT 0,
+    first_page INTEGER NOT NULL DEFAULT 0,
+    last_page INTEGER NOT NULL DEFAULT 0,
     path TEXT NOT NULL,
     state INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -51,15 +64,62 @@ CREATE TABLE IF NOT EXISTS tasks (
     worker TEXT,
     node TEXT,
     finished INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (job_uid, idx)
+    page_info TEXT,
+    staged TEXT,
+    PRIMARY KEY (job_uid, idx, part)
 );
-CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(job_uid, state, due);
-CREATE TABLE IF NOT EXISTS leases (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    expires INTEGER NOT NULL
-);
+CREATE INDEX tasks_by_state ON tasks(job_uid, state, due);
 ";
+
+const SCHEMA_VERSION: i64 = 2;
+
+/// Creates the task table, or moves a version 1 table to version 2 (same
+/// rows, as part 0 of their files).
+fn migrate(c: &mut Connection) -> Result<()> {
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let version: Option<i64> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    let has_tasks: bool = tx
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    match (has_tasks, version) {
+        (false, _) => tx.execute_batch(TASKS_V2).map_err(db)?,
+        (true, Some(SCHEMA_VERSION)) => return Ok(()),
+        (true, Some(1) | None) => {
+            tx.execute_batch(
+                "ALTER TABLE tasks RENAME TO tasks_v1;
+                 DROP INDEX IF EXISTS tasks_by_state;",
+            )
+            .map_err(db)?;
+            tx.execute_batch(TASKS_V2).map_err(db)?;
+            tx.execute_batch(
+                "INSERT INTO tasks(job_uid, idx, path, state, attempts, due, text, confidence, pages, words, reason, error, duration_ms, worker, node, finished)
+                 SELECT job_uid, idx, path, state, attempts, due, text, confidence, pages, words, reason, error, duration_ms, worker, node, finished FROM tasks_v1;
+                 DROP TABLE tasks_v1;",
+            )
+            .map_err(db)?;
+        }
+        (true, Some(other)) => {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {other}; this build knows {SCHEMA_VERSION} (upgrade skep)"
+            )));
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('schema', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [SCHEMA_VERSION],
+    )
+    .map_err(db)?;
+    tx.commit().map_err(db)
+}
 
 // NB: `due` is `not_before` for a pending task and the lease end for a
 // dispatched one, so one index serves both "ready to dispatch" queries.
@@ -67,6 +127,7 @@ const PENDING: i64 = 0;
 const DISPATCHED: i64 = 1;
 const SUCCEEDED: i64 = 2;
 const FAILED: i64 = 3;
+const SPLIT: i64 = 4;
 
 fn state_from(code: i64) -> Result<TaskState> {
     Ok(match code {
@@ -74,6 +135,7 @@ fn state_from(code: i64) -> Result<TaskState> {
         DISPATCHED => TaskState::Dispatched,
         SUCCEEDED => TaskState::Succeeded,
         FAILED => TaskState::Failed,
+        SPLIT => TaskState::Split,
         other => return Err(StoreError::Corrupt(format!("task state {other}"))),
     })
 }
@@ -116,6 +178,8 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(db)?;
             conn.execute_batch(SCHEMA).map_err(db)?;
+            let mut conn = conn;
+            migrate(&mut conn)?;
             Ok(conn)
         })
         .await
@@ -222,43 +286,54 @@ fn remove_job(tx: &rusqlite::Transaction<'_>, name: &str, uid: &str) -> Result<(
     Ok(())
 }
 
-const TASK_COLUMNS: &str = "job_uid, idx, path, state, attempts, due, text, confidence, pages, words, reason, error, duration_ms, worker, node, finished";
+const TASK_COLUMNS: &str = "job_uid, idx, part, first_page, last_page, path, state, attempts, due, text, confidence, pages, words, reason, error, duration_ms, worker, node, finished, page_info, staged";
 
-/// A task row as read, before its state code and reason are checked.
+/// A task row as read, before its state code, reason and page details are
+/// checked.
 struct TaskRow {
     record: TaskRecord,
     state: i64,
     due: i64,
     reason: Option<String>,
+    page_info: Option<String>,
 }
 
 fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
     let result = FileResult {
-        text: r.get(6)?,
-        confidence: r.get::<_, Option<f64>>(7)?.map(|c| c as f32),
-        pages: r.get::<_, i64>(8)? as u32,
-        words: r.get::<_, i64>(9)? as u64,
+        text: r.get(9)?,
+        confidence: r.get::<_, Option<f64>>(10)?.map(|c| c as f32),
+        pages: r.get::<_, i64>(11)? as u32,
+        page_info: Vec::new(),
+        staged: r.get(20)?,
+        words: r.get::<_, i64>(12)? as u64,
         reason: None,
-        error: r.get(11)?,
-        duration_ms: r.get::<_, i64>(12)? as u64,
-        worker: r.get(13)?,
-        node: r.get(14)?,
-        finished_ms: r.get(15)?,
+        error: r.get(14)?,
+        duration_ms: r.get::<_, i64>(15)? as u64,
+        worker: r.get(16)?,
+        node: r.get(17)?,
+        finished_ms: r.get(18)?,
     };
+    let (first, last) = (r.get::<_, i64>(3)?, r.get::<_, i64>(4)?);
     Ok(TaskRow {
         record: TaskRecord {
             job_uid: r.get(0)?,
             index: r.get::<_, i64>(1)? as u64,
-            path: r.get(2)?,
+            part: r.get::<_, i64>(2)? as u32,
+            pages: (first > 0).then_some(PageRange {
+                first: first as u32,
+                last: last as u32,
+            }),
+            path: r.get(5)?,
             state: TaskState::Pending,
-            attempts: r.get::<_, i64>(4)? as u32,
+            attempts: r.get::<_, i64>(7)? as u32,
             not_before_ms: 0,
             lease_until_ms: 0,
             result: Some(result),
         },
-        state: r.get(3)?,
-        due: r.get(5)?,
-        reason: r.get(10)?,
+        state: r.get(6)?,
+        due: r.get(8)?,
+        reason: r.get(13)?,
+        page_info: r.get(19)?,
     })
 }
 
@@ -268,16 +343,21 @@ fn finish_task(row: TaskRow) -> Result<TaskRecord> {
         state,
         due,
         reason,
+        page_info,
     } = row;
     record.state = state_from(state)?;
     match record.state {
         TaskState::Pending => record.not_before_ms = due,
         TaskState::Dispatched => record.lease_until_ms = due,
-        TaskState::Succeeded | TaskState::Failed => {}
+        TaskState::Succeeded | TaskState::Failed | TaskState::Split => {}
     }
     if let Some(res) = record.result.as_mut() {
         res.reason = reason.as_deref().and_then(FailureReason::parse);
-        if res.text.is_none() && res.error.is_none() && res.reason.is_none() && res.finished_ms == 0 {
+        if let Some(json) = page_info {
+            res.page_info =
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("page details: {e}")))?;
+        }
+        if res.text.is_none() && res.error.is_none() && res.reason.is_none() && res.finished_ms == 0 && res.pages == 0 {
             record.result = None;
         }
     }
@@ -294,10 +374,22 @@ fn query_tasks(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Ve
     Ok(out)
 }
 
-/// Parameters `?3`..`?12` of the result-setting updates.
-fn result_values(res: &FileResult) -> [Value; 10] {
+/// The result columns every result-setting update writes, `?4`..`?15`.
+const SET_RESULT: &str = "text = ?4, confidence = ?5, pages = ?6, words = ?7, reason = ?8, error = ?9, duration_ms = ?10, worker = ?11, node = ?12, finished = ?13, page_info = ?14, staged = ?15";
+
+/// Parameters `?1`..`?15` of a result-setting update (the key, then the
+/// result), then `extra` from `?16` on.
+fn update_values(uid: &str, index: u64, part: u32, res: &FileResult, extra: &[i64]) -> Vec<Value> {
     let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
-    [
+    let page_info = if res.page_info.is_empty() {
+        Value::Null
+    } else {
+        Value::Text(serde_json::to_string(&res.page_info).unwrap_or_default())
+    };
+    let mut v = vec![
+        Value::Text(uid.to_owned()),
+        Value::Integer(index as i64),
+        Value::Integer(i64::from(part)),
         text(&res.text),
         res.confidence.map_or(Value::Null, |c| Value::Real(f64::from(c))),
         Value::Integer(i64::from(res.pages)),
@@ -308,16 +400,123 @@ fn result_values(res: &FileResult) -> [Value; 10] {
         text(&res.worker),
         text(&res.node),
         Value::Integer(res.finished_ms),
-    ]
-}
-
-fn update_values(uid: &str, index: u64, res: &FileResult, extra: &[i64]) -> Vec<Value> {
-    let mut v = Vec::with_capacity(12 + extra.len());
-    v.push(Value::Text(uid.to_owned()));
-    v.push(Value::Integer(index as i64));
-    v.extend(result_values(res));
+        page_info,
+        text(&res.staged),
+    ];
     v.extend(extra.iter().map(|x| Value::Integer(*x)));
     v
+}
+
+fn insert_new_tasks(tx: &rusqlite::Transaction<'_>, uid: &str, tasks: &[NewTask]) -> Result<u64> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO tasks(job_uid, idx, part, first_page, last_page, path, due) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(db)?;
+    let mut n = 0;
+    for t in tasks {
+        let (first, last) = t.pages.map_or((0, 0), |r| (r.first, r.last));
+        // NB: ranges get `due` -1 so that a started file's ranges are
+        // dispatched before new files (the lease reads in `due` order).
+        let due = if t.part > 0 { -1 } else { 0 };
+        n += stmt
+            .execute(params![uid, t.index as i64, t.part, first, last, t.path, due])
+            .map_err(db)? as u64;
+    }
+    Ok(n)
+}
+
+/// Applies one update inside `tx`; whether it applied.
+fn apply_update(tx: &rusqlite::Transaction<'_>, u: &TaskUpdate) -> Result<bool> {
+    let key = "job_uid = ?1 AND idx = ?2 AND part = ?3";
+    let n = match &u.transition {
+        Transition::Succeed { result } => tx
+            .prepare_cached(&format!(
+                "UPDATE tasks SET state = 2, due = 0, {SET_RESULT} WHERE {key} AND state IN (0, 1)"
+            ))
+            .map_err(db)?
+            .execute(params_from_iter(update_values(
+                &u.job_uid,
+                u.index,
+                u.part,
+                result,
+                &[],
+            ))),
+        Transition::Retry {
+            attempt,
+            not_before_ms,
+            result,
+        } => tx
+            .prepare_cached(&format!(
+                "UPDATE tasks SET state = 0, due = ?17, {SET_RESULT} WHERE {key} AND state = 1 AND attempts = ?16"
+            ))
+            .map_err(db)?
+            .execute(params_from_iter(update_values(
+                &u.job_uid,
+                u.index,
+                u.part,
+                result,
+                &[i64::from(*attempt), *not_before_ms],
+            ))),
+        Transition::Fail { attempt, result } => tx
+            .prepare_cached(&format!(
+                "UPDATE tasks SET state = 3, due = 0, {SET_RESULT} WHERE {key} AND state IN (0, 1) AND attempts = ?16"
+            ))
+            .map_err(db)?
+            .execute(params_from_iter(update_values(
+                &u.job_uid,
+                u.index,
+                u.part,
+                result,
+                &[i64::from(*attempt)],
+            ))),
+        Transition::Split { pages, ranges } => {
+            let n = tx
+                .prepare_cached(&format!(
+                    "UPDATE tasks SET state = 4, due = 0, pages = ?4 WHERE {key} AND part = 0 AND state IN (0, 1)"
+                ))
+                .map_err(db)?
+                .execute(params![u.job_uid, u.index as i64, u.part, pages])
+                .map_err(db)?;
+            if n == 1 {
+                let path: String = tx
+                    .query_row(
+                        "SELECT path FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part = 0",
+                        params![u.job_uid, u.index as i64],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                insert_new_tasks(tx, &u.job_uid, &NewTask::ranges(u.index, &path, ranges))?;
+            }
+            Ok(n)
+        }
+        Transition::Assemble { succeeded, result } => {
+            let state = if *succeeded { SUCCEEDED } else { FAILED };
+            let n = tx
+                .prepare_cached(&format!(
+                    "UPDATE tasks SET state = ?16, due = 0, {SET_RESULT} WHERE {key} AND part = 0 AND state = 4"
+                ))
+                .map_err(db)?
+                .execute(params_from_iter(update_values(
+                    &u.job_uid,
+                    u.index,
+                    u.part,
+                    result,
+                    &[state],
+                )))
+                .map_err(db)?;
+            if n == 1 {
+                tx.execute(
+                    "DELETE FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part > 0",
+                    params![u.job_uid, u.index as i64],
+                )
+                .map_err(db)?;
+            }
+            Ok(n)
+        }
+    }
+    .map_err(db)?;
+    Ok(n == 1)
 }
 
 #[async_trait]
@@ -508,15 +707,7 @@ impl Store for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
-            let mut n = 0;
-            {
-                let mut stmt = tx
-                    .prepare_cached("INSERT OR IGNORE INTO tasks(job_uid, idx, path) VALUES (?1, ?2, ?3)")
-                    .map_err(db)?;
-                for t in &tasks {
-                    n += stmt.execute(params![uid, t.index as i64, t.path]).map_err(db)? as u64;
-                }
-            }
+            let n = insert_new_tasks(&tx, &uid, &tasks)?;
             tx.commit().map_err(db)?;
             Ok(n)
         })
@@ -554,10 +745,12 @@ impl Store for SqliteStore {
             let lease_until = req.now_ms + req.lease_ms;
             {
                 let mut stmt = tx
-                    .prepare_cached("UPDATE tasks SET state = 1, attempts = attempts + 1, due = ?3 WHERE job_uid = ?1 AND idx = ?2")
+                    .prepare_cached(
+                        "UPDATE tasks SET state = 1, attempts = attempts + 1, due = ?4 WHERE job_uid = ?1 AND idx = ?2 AND part = ?3",
+                    )
                     .map_err(db)?;
                 for t in &mut tasks {
-                    stmt.execute(params![req.job_uid, t.index as i64, lease_until]).map_err(db)?;
+                    stmt.execute(params![req.job_uid, t.index as i64, t.part, lease_until]).map_err(db)?;
                     t.state = TaskState::Dispatched;
                     t.attempts += 1;
                     t.lease_until_ms = lease_until;
@@ -570,19 +763,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn unlease_tasks(&self, job_uid: &str, indexes: &[u64]) -> Result<u64> {
-        let (uid, indexes) = (job_uid.to_owned(), indexes.to_vec());
+    async fn unlease_tasks(&self, job_uid: &str, keys: &[(u64, u32)]) -> Result<u64> {
+        let (uid, keys) = (job_uid.to_owned(), keys.to_vec());
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
             let mut n = 0;
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "UPDATE tasks SET state = 0, due = 0, attempts = MAX(attempts - 1, 0) WHERE job_uid = ?1 AND idx = ?2 AND state = 1",
+                        "UPDATE tasks SET state = 0, due = 0, attempts = MAX(attempts - 1, 0) WHERE job_uid = ?1 AND idx = ?2 AND part = ?3 AND state = 1",
                     )
                     .map_err(db)?;
-                for i in indexes {
-                    n += stmt.execute(params![uid, i as i64]).map_err(db)? as u64;
+                for (i, part) in keys {
+                    n += stmt.execute(params![uid, i as i64, part]).map_err(db)? as u64;
                 }
             }
             tx.commit().map_err(db)?;
@@ -594,14 +787,23 @@ impl Store for SqliteStore {
     async fn retry_failed(&self, job_uid: &str) -> Result<u64> {
         let uid = job_uid.to_owned();
         self.call(move |c| {
-            c.execute(
-                "UPDATE tasks SET state = 0, due = 0, attempts = 0, text = NULL, confidence = NULL, pages = 0, \
-                 words = 0, reason = NULL, error = NULL, duration_ms = 0, worker = NULL, node = NULL, finished = 0 \
-                 WHERE job_uid = ?1 AND state = 3",
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+            tx.execute(
+                "DELETE FROM tasks WHERE job_uid = ?1 AND part > 0 AND idx IN \
+                 (SELECT idx FROM tasks WHERE job_uid = ?1 AND part = 0 AND state = 3)",
                 params![uid],
             )
-            .map(|n| n as u64)
-            .map_err(db)
+            .map_err(db)?;
+            let n = tx
+                .execute(
+                    "UPDATE tasks SET state = 0, due = 0, attempts = 0, text = NULL, confidence = NULL, pages = 0, \
+                     words = 0, reason = NULL, error = NULL, duration_ms = 0, worker = NULL, node = NULL, finished = 0, \
+                     page_info = NULL, staged = NULL WHERE job_uid = ?1 AND part = 0 AND state = 3",
+                    params![uid],
+                )
+                .map_err(db)? as u64;
+            tx.commit().map_err(db)?;
+            Ok(n)
         })
         .await
     }
@@ -617,50 +819,12 @@ impl Store for SqliteStore {
 
     async fn apply_updates(&self, updates: Vec<TaskUpdate>) -> Result<Vec<bool>> {
         self.call(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
             let mut applied = Vec::with_capacity(updates.len());
-            {
-                let set = "text = ?3, confidence = ?4, pages = ?5, words = ?6, reason = ?7, error = ?8, duration_ms = ?9, worker = ?10, node = ?11, finished = ?12";
-                let mut succeed = tx
-                    .prepare_cached(&format!(
-                        "UPDATE tasks SET state = 2, due = 0, {set} WHERE job_uid = ?1 AND idx = ?2 AND state IN (0, 1)"
-                    ))
-                    .map_err(db)?;
-                let mut retry = tx
-                    .prepare_cached(&format!(
-                        "UPDATE tasks SET state = 0, due = ?14, {set} WHERE job_uid = ?1 AND idx = ?2 AND state = 1 AND attempts = ?13"
-                    ))
-                    .map_err(db)?;
-                let mut fail = tx
-                    .prepare_cached(&format!(
-                        "UPDATE tasks SET state = 3, due = 0, {set} WHERE job_uid = ?1 AND idx = ?2 AND state IN (0, 1) AND attempts = ?13"
-                    ))
-                    .map_err(db)?;
-                for u in &updates {
-                    let n = match &u.transition {
-                        Transition::Succeed { result } => {
-                            succeed.execute(params_from_iter(update_values(&u.job_uid, u.index, result, &[])))
-                        }
-                        Transition::Retry {
-                            attempt,
-                            not_before_ms,
-                            result,
-                        } => retry.execute(params_from_iter(update_values(
-                            &u.job_uid,
-                            u.index,
-                            result,
-                            &[i64::from(*attempt), *not_before_ms],
-                        ))),
-                        Transition::Fail { attempt, result } => fail.execute(params_from_iter(update_values(
-                            &u.job_uid,
-                            u.index,
-                            result,
-                            &[i64::from(*attempt)],
-                        ))),
-                    }
-                    .map_err(db)?;
-                    applied.push(n == 1);
-                }
+            for u in &updates {
+                applied.push(apply_update(&tx, u)?);
             }
             tx.commit().map_err(db)?;
             Ok(applied)
@@ -668,19 +832,39 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn task_counts(&self, job_uid: &str) -> Result<FileCounts> {
+    async fn task_counts(&self, job_uid: &str) -> Result<TaskCounts> {
         let uid = job_uid.to_owned();
         self.call(move |c| {
+            let mut counts = TaskCounts::default();
             let mut stmt = c
-                .prepare_cached("SELECT state, COUNT(*) FROM tasks WHERE job_uid = ?1 GROUP BY state")
+                .prepare_cached(
+                    "SELECT state, part = 0, COUNT(*), \
+                     COALESCE(SUM(CASE WHEN part > 0 THEN last_page - first_page + 1 WHEN pages > 0 THEN pages ELSE 1 END), 0) \
+                     FROM tasks WHERE job_uid = ?1 GROUP BY 1, 2",
+                )
                 .map_err(db)?;
             let rows = stmt
-                .query_map([uid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))
+                .query_map([uid], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+                })
                 .map_err(db)?;
-            let mut counts = FileCounts::default();
             for row in rows {
-                let (state, n) = row.map_err(db)?;
-                count_state(&mut counts, state_from(state)?, n);
+                let (code, is_file, n, pages) = row.map_err(db)?;
+                let state = state_from(code)?;
+                if state == TaskState::Dispatched {
+                    counts.in_flight += n;
+                }
+                if is_file {
+                    count_state(&mut counts.files, state, n);
+                    // NB: a file's pages are known once it was opened (split
+                    // or finished); until then it counts as one.
+                    counts.pages.total += if matches!(state, TaskState::Pending | TaskState::Dispatched) { n } else { pages };
+                    if state.is_terminal() {
+                        counts.pages.done += pages;
+                    }
+                } else if state.is_terminal() {
+                    counts.pages.done += pages;
+                }
             }
             Ok(counts)
         })
@@ -690,7 +874,7 @@ impl Store for SqliteStore {
     async fn get_task(&self, job_uid: &str, index: u64) -> Result<Option<TaskRecord>> {
         let uid = job_uid.to_owned();
         self.call(move |c| {
-            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job_uid = ?1 AND idx = ?2");
+            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part = 0");
             Ok(query_tasks(c, &sql, params![uid, index as i64])?.pop())
         })
         .await
@@ -699,9 +883,34 @@ impl Store for SqliteStore {
     async fn list_tasks(&self, job_uid: &str, after: Option<u64>, limit: usize) -> Result<Vec<TaskRecord>> {
         let uid = job_uid.to_owned();
         self.call(move |c| {
-            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job_uid = ?1 AND idx > ?2 ORDER BY idx LIMIT ?3");
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE job_uid = ?1 AND idx > ?2 AND part = 0 ORDER BY idx LIMIT ?3"
+            );
             let after = after.map_or(-1, |a| a as i64);
             query_tasks(c, &sql, params![uid, after, limit as i64])
+        })
+        .await
+    }
+
+    async fn list_parts(&self, job_uid: &str, index: u64) -> Result<Vec<TaskRecord>> {
+        let uid = job_uid.to_owned();
+        self.call(move |c| {
+            let sql =
+                format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part > 0 ORDER BY part");
+            query_tasks(c, &sql, params![uid, index as i64])
+        })
+        .await
+    }
+
+    async fn split_ready(&self, job_uid: &str, limit: usize) -> Result<Vec<TaskRecord>> {
+        let uid = job_uid.to_owned();
+        self.call(move |c| {
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks AS f WHERE job_uid = ?1 AND state = {SPLIT} AND part = 0 AND NOT EXISTS \
+                 (SELECT 1 FROM tasks AS r WHERE r.job_uid = ?1 AND r.idx = f.idx AND r.part > 0 AND r.state IN (0, 1)) \
+                 ORDER BY idx LIMIT ?2"
+            );
+            query_tasks(c, &sql, params![uid, limit as i64])
         })
         .await
     }
@@ -712,14 +921,14 @@ impl Store for SqliteStore {
             let (pages, words, conf, ocr_ms) = c
                 .query_row(
                     "SELECT COALESCE(SUM(pages), 0), COALESCE(SUM(words), 0), COALESCE(SUM(confidence * pages), 0.0), COALESCE(SUM(duration_ms), 0)
-                     FROM tasks WHERE job_uid = ?1 AND state = 2",
+                     FROM tasks WHERE job_uid = ?1 AND state = 2 AND part = 0",
                     [&uid],
                     |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, r.get::<_, i64>(3)?)),
                 )
                 .map_err(db)?;
             let failed_ms: i64 = c
                 .query_row(
-                    "SELECT COALESCE(SUM(duration_ms), 0) FROM tasks WHERE job_uid = ?1 AND state = 3",
+                    "SELECT COALESCE(SUM(duration_ms), 0) FROM tasks WHERE job_uid = ?1 AND state = 3 AND part = 0",
                     [&uid],
                     |r| r.get(0),
                 )
@@ -732,7 +941,9 @@ impl Store for SqliteStore {
                 ..ResultSummary::default()
             };
             let mut stmt = c
-                .prepare_cached("SELECT COALESCE(reason, 'unknown'), COUNT(*) FROM tasks WHERE job_uid = ?1 AND state = 3 GROUP BY 1")
+                .prepare_cached(
+                    "SELECT COALESCE(reason, 'unknown'), COUNT(*) FROM tasks WHERE job_uid = ?1 AND state = 3 AND part = 0 GROUP BY 1",
+                )
                 .map_err(db)?;
             for row in stmt
                 .query_map([&uid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
