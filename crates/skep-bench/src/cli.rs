@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use skep_testkit::PageSize;
 
 use crate::dispatch::DispatchOptions;
+use crate::documents::DocumentsOptions;
 use crate::ingest::IngestOptions;
 use crate::ocr::OcrOptions;
 use crate::scan::ScanOptions;
@@ -42,6 +43,10 @@ pub enum Command {
     /// Scan a tree of empty .png files with skep's folder scan and with
     /// find; compare files/s.
     Scan(ScanOptions),
+    /// Run PDFs through the real `skep run` binary: scanned PDFs against
+    /// OCRmyPDF, born-digital PDFs against pdftotext, one long PDF with 1
+    /// and 2 workers (some 5 minutes on 2 cores; not part of `all`).
+    Documents(DocumentsOptions),
     /// Every bench with defaults (a few minutes on 2 cores): ocr on small
     /// pages, ocr on a few A4 pages, dispatch, ingest (SQLite only), scan.
     All,
@@ -119,6 +124,31 @@ mod tests {
             (i.tasks, i.store_tasks, i.rounds, i.stores.len()),
             (20_000, 5_000, 3, 1)
         );
+        let cli = Cli::try_parse_from(["skep-bench", "documents"]).expect("parses");
+        let Command::Documents(d) = cli.command else {
+            panic!("not documents")
+        };
+        assert_eq!(d.parts, crate::documents::Part::ALL.to_vec());
+        assert_eq!(
+            (
+                d.files,
+                d.pages_per_file,
+                d.size,
+                d.digital_files,
+                d.digital_pages_per_file
+            ),
+            (4, 3, PageSize::A4, 20, 100)
+        );
+        assert_eq!((d.big_pages, d.pages_per_task, d.rounds, d.workers), (200, 8, 1, None));
+        let cli = Cli::try_parse_from(["skep-bench", "documents", "--parts", "split,born-digital"]).expect("parses");
+        let Command::Documents(d) = cli.command else {
+            panic!("not documents")
+        };
+        use crate::documents::Part;
+        assert_eq!(d.parts, vec![Part::Split, Part::BornDigital]);
+        assert!(Cli::try_parse_from(["skep-bench", "documents", "--parts", "office"]).is_err());
+        assert!(Cli::try_parse_from(["skep-bench", "documents", "--big-pages", "1001"]).is_err());
+        assert!(Cli::try_parse_from(["skep-bench", "documents", "--pages-per-task", "0"]).is_err());
         assert!(Cli::try_parse_from(["skep-bench", "ocr", "--psm", "2"]).is_err());
         assert!(Cli::try_parse_from(["skep-bench", "ocr", "--size", "letter"]).is_err());
     }

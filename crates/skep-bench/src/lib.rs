@@ -10,12 +10,15 @@
 //! - [`ingest`]: result writes into the SQLite store, and optionally into
 //!   another store (MongoDB) against it.
 //! - [`scan`]: skep's folder scan against `find`.
+//! - [`documents`]: PDFs through the real `skep run` binary against
+//!   OCRmyPDF and `pdftotext`, and one long PDF split over workers.
 //!
 //! Every bench returns a report that prints as a readable block
 //! ([`std::fmt::Display`]) or as one JSON line ([`serde::Serialize`]).
 
 pub mod cli;
 pub mod dispatch;
+pub mod documents;
 pub mod ingest;
 pub mod load;
 pub mod ocr;

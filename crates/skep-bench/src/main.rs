@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use skep_bench::cli::{AllPlan, Cli, Command};
 use skep_bench::report::emit;
-use skep_bench::{dispatch, ingest, ocr, scan};
+use skep_bench::{dispatch, documents, ingest, ocr, scan};
 
 fn main() -> anyhow::Result<()> {
     // NB: before any thread starts; without it every engine would start a
@@ -27,6 +27,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dispatch(opts) => emit(&dispatch::run(&opts).await?, json),
         Command::Ingest(opts) => emit(&ingest::run(&opts).await?, json),
         Command::Scan(opts) => emit(&run_scan(opts).await?, json),
+        Command::Documents(opts) => emit(&run_documents(opts).await?, json),
         Command::All => {
             let plan = AllPlan::default();
             emit(&ocr::run(&plan.ocr_small).await?, json);
@@ -43,5 +44,12 @@ async fn run_scan(opts: scan::ScanOptions) -> anyhow::Result<scan::ScanReport> {
     let report = tokio::task::spawn_blocking(move || scan::run(&opts))
         .await
         .context("the scan bench panicked")??;
+    Ok(report)
+}
+
+async fn run_documents(opts: documents::DocumentsOptions) -> anyhow::Result<documents::DocumentsReport> {
+    let report = tokio::task::spawn_blocking(move || documents::run(&opts))
+        .await
+        .context("the documents bench panicked")??;
     Ok(report)
 }

@@ -18,6 +18,10 @@
 //! | `bad/huge-page.pdf` | — | one image page of 14400 pt square; fails `tooLarge` |
 //!
 //! The ground truth of a rotated page is its upright text.
+//!
+//! [`generate_scanned_pdfs`] writes many scanned PDFs (for benchmarks), and
+//! [`generate_text_pdf`] one born-digital PDF of many numbered pages (for
+//! tests of page order).
 
 mod broken;
 mod pdf;
@@ -35,6 +39,7 @@ use image::GrayImage;
 
 pub use self::broken::{ENCRYPTED_OWNER_PASSWORD, ENCRYPTED_USER_PASSWORD, HUGE_PAGE_POINTS};
 use self::pdf::{GrayImageStream, PdfPage, write_pdf};
+pub use self::tool::{ToolError, ToolOutput, run_tool};
 use crate::render::{encode_image, encode_multipage_tiff, load_font, render_with_font};
 use crate::{GeneratedFile, ImageFormat, MANIFEST_FILE, PageSize, mix_seed, page_text, truth_path};
 
@@ -60,6 +65,7 @@ const MULTIPAGE_STREAM: u64 = 0xd0c_0007;
 const BIG_STREAM: u64 = 0xd0c_0008;
 const ENCRYPTED_STREAM: u64 = 0xd0c_0009;
 const HUGE_PAGE_STREAM: u64 = 0xd0c_000a;
+const TEXT_PDF_STREAM: u64 = 0xd0c_000b;
 const SCANNED_PDFS_STREAM: u64 = 0xd0c_0100;
 
 /// What [`generate_documents`] should write.
@@ -240,6 +246,48 @@ pub fn generate_scanned_pdfs(
     } else {
         numbers.iter().map(|&n| one_file(n, true)).collect()
     }
+}
+
+/// Writes a born-digital PDF of `pages` A4 pages (1..=[`MAX_PDF_PAGES`]) as
+/// `dir/rel_path`, with ground truth under `truth_dir` (pages joined with
+/// `"\n\f\n"`). Each page is Helvetica text: a first line `Page n of N`,
+/// then lines as on a born-digital page of [`generate_documents`], so every
+/// page's text is distinct and says where it belongs. Deterministic in
+/// `seed`; fast (no images), for tests of page order over many pages.
+///
+/// `rel_path` must be relative and name no `..`.
+pub fn generate_text_pdf(
+    dir: &Path,
+    truth_dir: &Path,
+    rel_path: &str,
+    pages: usize,
+    seed: u64,
+) -> anyhow::Result<GeneratedFile> {
+    if !(1..=MAX_PDF_PAGES).contains(&pages) {
+        bail!("{pages} pages requested; 1 to {MAX_PDF_PAGES} are supported");
+    }
+    let plain = Path::new(rel_path)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if rel_path.is_empty() || !plain {
+        bail!("{rel_path:?} is not a plain relative path");
+    }
+    let texts: Vec<Vec<String>> = page_seeds(seed, TEXT_PDF_STREAM, pages)
+        .into_iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let mut lines = vec![format!("Page {} of {pages}", k + 1)];
+            lines.extend(text_page_lines(s));
+            lines
+        })
+        .collect();
+    let pdf_pages: Vec<PdfPage<'_>> = texts.iter().map(|t| PdfPage::Text(t)).collect();
+    let bytes = write_pdf(&pdf_pages, mix_seed(seed, TEXT_PDF_STREAM))?;
+    let out = Output {
+        pages_dir: dir,
+        truth_dir,
+    };
+    out.good(rel_path, &bytes, texts.iter().map(|t| t.join("\n")))
 }
 
 /// Writes `files` as `truth_dir/manifest.json`, in the format

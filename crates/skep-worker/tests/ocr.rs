@@ -290,3 +290,49 @@ async fn the_observer_sees_every_task_end_even_one_handed_back() {
     );
     assert_eq!(seen.published.load(Ordering::SeqCst), report.succeeded + report.failed);
 }
+
+/// A task of wire version 1 (from a controller older than this worker) is
+/// not guessed at: its file is failed with `badMessage`, saying what to
+/// upgrade, and the task is settled.
+#[tokio::test]
+async fn a_task_of_another_wire_version_is_failed_with_a_clear_error() {
+    let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
+    let v1 = br#"{"v":1,"job":"old","jobUid":"uid-1","index":4,"path":"/nowhere/a.png","attempt":2,"maxAttempts":3,"timeoutMs":1000,"languages":["eng"],"pageSegMode":6,"dpi":300}"#;
+    queue
+        .publish(&task_topic("ver"), vec![bytes::Bytes::from_static(v1)])
+        .await
+        .expect("publish");
+    let stop = CancellationToken::new();
+    let w = tokio::spawn(worker::run(
+        queue.clone(),
+        WorkerConfig::new("w-v", "node-a", "ver", 1),
+        stop.clone(),
+    ));
+    let mut results = queue
+        .subscribe(RESULTS_TOPIC, SubscribeOptions::new("t", 10, Duration::from_secs(60)))
+        .await
+        .expect("subscribe");
+    let d = tokio::time::timeout(Duration::from_secs(30), results.next())
+        .await
+        .expect("a result")
+        .expect("open");
+    let r = ResultMessage::decode(&d.body).expect("a result of this version");
+    assert_eq!((r.job_uid.as_str(), r.index, r.attempt), ("uid-1", 4, 2));
+    match &r.outcome {
+        Outcome::Failed { reason, error } => {
+            assert_eq!(*reason, FailureReason::BadMessage);
+            assert!(error.contains("version 1") && error.contains("upgrade"), "{error}");
+        }
+        o => panic!("{o:?}"),
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), w)
+        .await
+        .expect("stops")
+        .expect("joins");
+    assert_eq!(
+        queue.depth(&task_topic("ver")).await.expect("depth").total(),
+        0,
+        "settled"
+    );
+}

@@ -615,3 +615,62 @@ async fn measure_throughput() {
     })
     .await;
 }
+
+/// Tasks written before page ranges (no part field, unique by job and
+/// index under the index `job_index`) are upgraded when the store connects:
+/// they read as part 0 with their results, and ranges of them can be added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_from_before_ranges_are_upgraded() {
+    use mongodb::bson::doc;
+    for server in servers() {
+        let _turn = turn(server.label).await;
+        let db = database("upgrade", WatchMode::Poll);
+        clean(&server, &db).await;
+        let client = mongodb::Client::with_uri_str(&server.uri).await.expect("client");
+        let tasks = client.database(&db).collection::<mongodb::bson::Document>("tasks");
+        let old_index = mongodb::IndexModel::builder()
+            .keys(doc! { "job": 1, "i": 1 })
+            .options(
+                mongodb::options::IndexOptions::builder()
+                    .unique(true)
+                    .name("job_index".to_owned())
+                    .build(),
+            )
+            .build();
+        tasks.create_index(old_index).await.expect("old index");
+        tasks
+            .insert_many([
+                doc! { "_id": "u:0", "job": "u", "i": 0_i64, "path": "a.png", "state": 2_i64, "attempts": 1_i64,
+                       "due": 0_i64, "text": "old text", "conf": 90.0, "pages": 1_i64, "words": 2_i64, "fin": 5_i64 },
+                doc! { "_id": "u:1", "job": "u", "i": 1_i64, "path": "b.pdf", "state": 0_i64, "attempts": 0_i64, "due": 0_i64 },
+            ])
+            .await
+            .expect("old tasks");
+        let url = server.url.with_database(&db).expect("db");
+        let outcome = AssertUnwindSafe(async {
+            let s = MongoStore::connect(&url, options(WatchMode::Poll))
+                .await
+                .expect("connect upgrades");
+            let a = s.get_task("u", 0).await.expect("get").expect("file 0");
+            assert_eq!((a.part, a.state), (0, skep::store::TaskState::Succeeded));
+            assert_eq!(a.result.and_then(|r| r.text).as_deref(), Some("old text"));
+            let c = s.task_counts("u").await.expect("counts");
+            assert_eq!((c.files.total, c.files.succeeded, c.files.pending), (2, 1, 1));
+            let ranges = skep_api::PageRange::split(10, 8);
+            let n = s
+                .insert_tasks("u", skep::store::NewTask::ranges(1, "b.pdf", &ranges))
+                .await
+                .expect("ranges fit the new index");
+            assert_eq!(n, 2);
+            assert_eq!(s.list_parts("u", 1).await.expect("parts").len(), 2);
+            assert_eq!(s.list_tasks("u", None, 10).await.expect("files").len(), 2, "files only");
+        })
+        .catch_unwind()
+        .await;
+        clean(&server, &db).await;
+        if let Err(panic) = outcome {
+            eprintln!("upgrade failed on {}", server.label);
+            std::panic::resume_unwind(panic);
+        }
+    }
+}

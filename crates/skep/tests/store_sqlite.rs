@@ -42,3 +42,49 @@ async fn data_survives_reopening() {
     let job = s.get_job("a").await.expect("get").expect("still there");
     assert_eq!(job.uid(), uid);
 }
+
+/// A database written before page ranges (schema 1: tasks keyed by job and
+/// index, no parts) is moved to schema 2 when opened: its files become part
+/// 0 with their results, and ranges can be added.
+#[tokio::test]
+async fn a_schema_1_database_is_upgraded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("skep.db");
+    {
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO meta(key, value) VALUES ('revision', 0), ('schema', 1);
+             CREATE TABLE tasks (
+                 job_uid TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL,
+                 state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+                 due INTEGER NOT NULL DEFAULT 0, text TEXT, confidence REAL,
+                 pages INTEGER NOT NULL DEFAULT 0, words INTEGER NOT NULL DEFAULT 0,
+                 reason TEXT, error TEXT, duration_ms INTEGER NOT NULL DEFAULT 0,
+                 worker TEXT, node TEXT, finished INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (job_uid, idx));
+             CREATE INDEX tasks_by_state ON tasks(job_uid, state, due);
+             INSERT INTO tasks(job_uid, idx, path, state, attempts, text, confidence, pages, words, finished)
+                 VALUES ('u', 0, 'a.png', 2, 1, 'old text', 90.0, 1, 2, 5), ('u', 1, 'b.pdf', 0, 0, NULL, NULL, 0, 0, 0);",
+        )
+        .expect("schema 1");
+    }
+    let s = SqliteStore::open(&path).await.expect("upgrade");
+    let a = s.get_task("u", 0).await.expect("get").expect("file 0");
+    assert_eq!((a.part, a.state), (0, skep::store::TaskState::Succeeded));
+    assert_eq!(a.result.and_then(|r| r.text).as_deref(), Some("old text"));
+    let counts = s.task_counts("u").await.expect("counts");
+    assert_eq!(
+        (counts.files.total, counts.files.succeeded, counts.files.pending),
+        (2, 1, 1)
+    );
+    let ranges = skep_api::PageRange::split(10, 8);
+    s.insert_tasks("u", skep::store::NewTask::ranges(1, "b.pdf", &ranges))
+        .await
+        .expect("ranges fit the new key");
+    assert_eq!(s.list_parts("u", 1).await.expect("parts").len(), 2);
+    drop(s);
+    // Opening again leaves it alone.
+    let s = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(s.list_parts("u", 1).await.expect("parts").len(), 2);
+}

@@ -442,3 +442,51 @@ fn page_counts_out_of_bounds_are_refused_before_any_work() {
         );
     }
 }
+
+#[test]
+fn a_text_pdf_reads_back_page_by_page_in_order() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (dir, truth_dir) = (tmp.path().join("pdfs"), tmp.path().join("truth"));
+    let file = generate_text_pdf(&dir, &truth_dir, "long/numbered.pdf", 12, 3)?;
+    assert_eq!((file.rel_path.as_str(), file.pages), ("long/numbered.pdf", 12));
+    assert_eq!(
+        load_truth(&truth_dir, &file.rel_path)?,
+        file.truth.clone().unwrap_or_default()
+    );
+    let path = dir.join(&file.rel_path);
+    ok("qpdf", &["--check", s(&path)])?;
+    assert_eq!(pdfinfo(&path, &[])?["Pages"], "12");
+    let truth = truth_pages(&file);
+    let read = pdftotext_pages(&path, &[])?;
+    assert_eq!(read.len(), 12);
+    for (n, (page, want)) in read.iter().zip(&truth).enumerate() {
+        assert_eq!(normalize_text(page), normalize_text(want), "page {}", n + 1);
+        assert!(want.starts_with(&format!("Page {} of 12\n", n + 1)), "{want}");
+    }
+    // Distinct beyond the page number.
+    let mut bodies: Vec<&str> = truth
+        .iter()
+        .filter_map(|t| t.split_once('\n').map(|(_, b)| b))
+        .collect();
+    bodies.sort_unstable();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 12);
+    assert_eq!(
+        generate_text_pdf(&tmp.path().join("again"), &truth_dir, "n.pdf", 12, 3)?.truth,
+        file.truth
+    );
+    Ok(())
+}
+
+#[test]
+fn a_text_pdf_out_of_bounds_or_outside_its_folder_is_refused() {
+    let dir = Path::new("/nonexistent/skep-testkit");
+    for pages in [0, MAX_PDF_PAGES + 1] {
+        let err = generate_text_pdf(dir, dir, "a.pdf", pages, 1).expect_err("out of bounds");
+        assert!(err.to_string().contains("supported"), "{pages}: {err}");
+    }
+    for rel in ["", "../a.pdf", "/tmp/a.pdf", "a/../../b.pdf"] {
+        let err = generate_text_pdf(dir, dir, rel, 1, 1).expect_err("not a plain path");
+        assert!(err.to_string().contains("plain relative path"), "{rel:?}: {err}");
+    }
+}

@@ -36,7 +36,6 @@ pub enum ToolError {
 pub struct ToolOutput {
     pub status: ExitStatus,
     /// At most [`MAX_OUTPUT`] bytes.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub stdout: Vec<u8>,
     /// At most [`MAX_OUTPUT`] bytes.
     pub stderr: Vec<u8>,

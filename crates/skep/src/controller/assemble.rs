@@ -66,6 +66,7 @@ pub async fn assemble_ready(ctx: &Context, job: &BulkJob) -> Result<u64> {
                 result.error = Some(format!("the outputs could not be written: {}", e.message));
             }
         }
+        let reason = result.reason;
         let update = TaskUpdate {
             job_uid: job.uid().to_owned(),
             index: file.index,
@@ -75,8 +76,11 @@ pub async fn assemble_ready(ctx: &Context, job: &BulkJob) -> Result<u64> {
         let applied = ctx.store_call(ctx.store.apply_updates(vec![update])).await?;
         if applied.first().copied().unwrap_or(false) {
             finished += 1;
-            let label = if succeeded { "succeeded" } else { "failed" };
-            ctx.cfg.metrics.record_result(label, None);
+            if succeeded {
+                ctx.cfg.metrics.record_result("succeeded", None);
+            } else {
+                ctx.cfg.metrics.record_result("failed", reason.map(|r| r.as_str()));
+            }
             info!(
                 job = job.name(),
                 index = file.index,

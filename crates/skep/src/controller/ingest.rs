@@ -281,15 +281,27 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
         to_ack.push(d);
     }
     if !updates.is_empty() {
-        let kinds: Vec<(&'static str, Option<&'static str>)> =
-            updates.iter().map(|u| outcome_label(&u.transition)).collect();
+        // NB: files are counted when they end: a range's result, or a
+        // file found to need splitting, is not a file's outcome (a split
+        // file is counted when it is assembled).
+        let kinds: Vec<Option<(&'static str, Option<&'static str>)>> = updates
+            .iter()
+            .map(|u| {
+                (u.part == 0 && !matches!(u.transition, Transition::Split { .. })).then(|| outcome_label(&u.transition))
+            })
+            .collect();
         let landed: Vec<bool> = updates
             .iter()
             .map(|u| matches!(u.transition, Transition::Succeed { .. }) && u.part == 0)
             .collect();
         let applied = ctx.store_call(ctx.store.apply_updates(updates)).await?;
-        for ((outcome, reason), _) in kinds.iter().zip(&applied).filter(|(_, a)| **a) {
-            ctx.cfg.metrics.record_result(outcome, *reason);
+        for ((outcome, reason), _) in kinds
+            .iter()
+            .zip(&applied)
+            .filter(|(_, a)| **a)
+            .filter_map(|(k, a)| Some((*k)?).map(|k| (k, a)))
+        {
+            ctx.cfg.metrics.record_result(outcome, reason);
         }
         let ignored = applied.iter().filter(|a| !**a).count();
         if ignored > 0 {

@@ -109,6 +109,16 @@ pub fn is_plain_relative(rel: &str) -> bool {
     !rel.is_empty() && Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)))
 }
 
+/// Creates a job's staging folder. Workers of a swarm run as their own
+/// user, so it is open to every user for creating folders (`1733`: write
+/// and enter, no listing, sticky: nobody removes another's folder), like
+/// `/tmp` without the listing.
+pub fn make_staging(staging: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(staging)?;
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o1733))
+}
+
 /// Reads a staged long text.
 pub fn read_staged_text(paths: &JobPaths, name: &str) -> Result<String, LandError> {
     let path = paths.staged(name)?.join(STAGED_TEXT_FILE);

@@ -171,7 +171,10 @@ pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Resul
     ctx.store_call(ctx.store.delete_tasks(&uid)).await?;
     // The workers' staging folder, for artefacts and long texts.
     let staging = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root).staging;
-    tokio::fs::create_dir_all(&staging).await.map_err(|e| Error::Output {
+    let made = tokio::task::spawn_blocking(move || super::landing::make_staging(&staging).map_err(|e| (staging, e)))
+        .await
+        .map_err(|e| Error::TaskEnded(e.to_string()))?;
+    made.map_err(|(staging, e)| Error::Output {
         path: staging.display().to_string(),
         source: e,
     })?;

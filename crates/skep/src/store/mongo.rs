@@ -613,11 +613,27 @@ impl MongoStore {
 
     async fn create_indexes(&self) -> Result<()> {
         let i = &self.inner;
-        // NB: before page ranges a task was unique by (job, i) under the
-        // index "job_index"; ranges share their file's `i`, so that index
-        // goes (an error means it is not there), and documents of that time
-        // get their part, 0.
-        let _ = i.tasks.drop_index("job_index").await;
+        // NB: before page ranges a task was unique by (job, i) (the index
+        // "job_index"); ranges share their file's `i`, so that index goes,
+        // found by its keys (a wire-compatible server may have named it
+        // otherwise), and documents of that time get their part, 0.
+        let indexes: Vec<IndexModel> = self
+            .op("list indexes", async {
+                i.tasks.list_indexes().await?.try_collect().await
+            })
+            .await?;
+        for index in indexes {
+            let keys: Vec<&str> = index.keys.keys().map(String::as_str).collect();
+            if keys == ["job", "i"]
+                && let Some(name) = index.options.and_then(|o| o.name)
+            {
+                self.op(
+                    "drop the index of tasks before ranges",
+                    i.tasks.drop_index(name).into_future(),
+                )
+                .await?;
+            }
+        }
         self.op(
             "add parts to old tasks",
             i.tasks

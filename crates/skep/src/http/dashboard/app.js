@@ -396,7 +396,9 @@ function updateJobRow(row, job) {
   bar.children[1].style.width = pct(bad);
   const text = part(row, "progress-text");
   setText(text, `${done} / ${total}${bad ? ` · ${bad} failed` : ""}`);
-  setAttr(text, "title", `${ok} succeeded, ${bad} failed, ${f.dispatched || 0} in flight, ${f.pending || 0} pending`);
+  const pg = job.pages || {};
+  setAttr(text, "title", `${ok} succeeded, ${bad} failed, ${f.dispatched || 0} in flight, ${f.pending || 0} pending; ` +
+    `${pg.done || 0} of ${pg.total || 0} pages done`);
 
   setText(part(row, "rate"), finished(job) ? "–" : rate(job.filesPerSecond));
   let eta = duration(job.etaSeconds);
