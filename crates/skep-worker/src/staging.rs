@@ -103,6 +103,16 @@ pub(crate) fn write(
     if files.is_empty() {
         return Ok(false);
     }
+    let mut parts = Path::new(&target.name).components();
+    if !matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) {
+        return Err(OcrError::new(
+            FailureReason::Engine,
+            format!("staging folder name {:?} is not one plain name", target.name),
+        ));
+    }
     let dir = target.dir();
     std::fs::create_dir(&dir).map_err(|e| staging_error(&dir, &e))?;
     for (name, bytes) in files {

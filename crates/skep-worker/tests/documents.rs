@@ -4,6 +4,7 @@
 //! for the controller, and broken or hostile files, which must end in a
 //! bounded failure and leave the worker able to read its next task.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -25,9 +26,6 @@ const PAGE_BREAK: &str = "\n\x0c\n";
 /// it for the slot to answer.
 const HOSTILE_TIMEOUT: Duration = Duration::from_secs(4);
 const SLACK: Duration = Duration::from_millis(1500);
-
-// ---------------------------------------------------------------------------
-// Fixtures
 
 /// The documents of `skep_testkit::documents` and `skep_testkit::office`,
 /// generated once per test process (about ten seconds in a debug build).
@@ -55,10 +53,13 @@ fn docs() -> &'static Docs {
     static DOCS: OnceLock<Docs> = OnceLock::new();
     DOCS.get_or_init(|| {
         // NB: a static is never dropped, so the folder lives under cargo's
-        // scratch folder for integration tests rather than in /tmp.
+        // scratch folder for integration tests, and each run removes those
+        // of runs long over.
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        remove_old_fixtures(scratch);
         let dir = tempfile::Builder::new()
-            .prefix("documents-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .prefix(FIXTURE_PREFIX)
+            .tempdir_in(scratch)
             .expect("tempdir")
             .keep();
         let (pages, truth) = (dir.join("pages"), dir.join("truth"));
@@ -71,6 +72,26 @@ fn docs() -> &'static Docs {
         generate_office(&pages, &truth, 5).expect("generate office documents");
         Docs { pages, truth }
     })
+}
+
+const FIXTURE_PREFIX: &str = "documents-";
+
+/// Removes the fixture folders of earlier runs, an hour after they began.
+fn remove_old_fixtures(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if old && entry.file_name().to_string_lossy().starts_with(FIXTURE_PREFIX) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A folder of the test's own, for files it makes.
@@ -93,9 +114,6 @@ fn page_file(dir: &Path, name: &str, seed: u64, format: ImageFormat, turn: u16) 
     std::fs::write(&path, encode_image(&page, format).expect("encode")).expect("write page");
     (path, lines.join("\n"))
 }
-
-// ---------------------------------------------------------------------------
-// Reading
 
 fn request(path: &Path, pdf: PdfMode) -> ReadRequest {
     let config = EngineConfig {
@@ -154,9 +172,6 @@ fn assert_reads_well(truth: &str, text: &str, what: &str) {
         "{what}: CER {e:.3}\n--- truth\n{truth}\n--- read\n{text}"
     );
 }
-
-// ---------------------------------------------------------------------------
-// Whole files, splits and page ranges
 
 #[test]
 fn a_whole_pdf_over_pages_per_task_is_split() {
@@ -232,8 +247,21 @@ fn a_page_range_reads_exactly_its_pages() {
     }
 }
 
-// ---------------------------------------------------------------------------
-// PDF modes
+/// A range past the end means the file changed since it was split; no
+/// mode may answer it with pages that are not there.
+#[test]
+fn a_range_past_the_end_is_refused_in_every_mode() {
+    let d = docs();
+    let mut engine = engine();
+    for mode in [PdfMode::Auto, PdfMode::Text, PdfMode::Ocr] {
+        let mut req = request(&d.path("docs/born-digital.pdf"), mode);
+        req.pages = range(3, 4);
+        match document::read(&mut engine, &req) {
+            Err(e) => assert_eq!(e.reason, FailureReason::Corrupt, "{mode:?}: {e}"),
+            Ok(out) => panic!("{mode:?}: pages 3-4 of 3 answered {out:?}"),
+        }
+    }
+}
 
 #[test]
 fn auto_takes_text_layers_and_ocrs_scanned_pages() {
@@ -293,9 +321,6 @@ fn text_mode_never_ocrs() {
         (truth[0].split_whitespace().count() + truth[2].split_whitespace().count()) as u64
     );
 }
-
-// ---------------------------------------------------------------------------
-// Images
 
 #[test]
 fn multipage_tiff_ranges() {
@@ -385,9 +410,6 @@ fn a_sideways_pdf_page_is_set_upright_and_auto_rotate_off_leaves_it() {
     assert!(e > 0.5, "a sideways page read as it lies: CER {e:.3}");
 }
 
-// ---------------------------------------------------------------------------
-// Artefacts
-
 /// The names in a folder, sorted.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -405,24 +427,22 @@ fn staged(root: &Path, name: &str) -> StagingTarget {
     }
 }
 
-/// What a Poppler program prints for `args`.
-fn poppler(program: &str, args: &[&str], path: &Path) -> String {
+/// What `program args…` prints; it must succeed.
+fn output(program: &str, args: &[&OsStr]) -> String {
     let out = Command::new(program)
         .args(args)
-        .arg(path)
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(
         out.status.success(),
-        "{program} {}: {}",
-        path.display(),
+        "{program}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn pdf_pages(path: &Path) -> u32 {
-    let info = poppler("pdfinfo", &[], path);
+    let info = output("pdfinfo", &[path.as_os_str()]);
     info.lines()
         .find_map(|l| l.strip_prefix("Pages:"))
         .and_then(|n| n.trim().parse().ok())
@@ -431,15 +451,17 @@ fn pdf_pages(path: &Path) -> u32 {
 
 fn pdf_page_text(path: &Path, page: u32) -> String {
     let n = page.to_string();
-    let args = ["-f", n.as_str(), "-l", n.as_str(), "-enc", "UTF-8"];
-    let out = Command::new("pdftotext")
-        .args(args)
-        .arg(path)
-        .arg("-")
-        .output()
-        .expect("pdftotext");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let args: [&OsStr; 8] = [
+        "-f".as_ref(),
+        n.as_ref(),
+        "-l".as_ref(),
+        n.as_ref(),
+        "-enc".as_ref(),
+        "UTF-8".as_ref(),
+        path.as_os_str(),
+        "-".as_ref(),
+    ];
+    output("pdftotext", &args)
 }
 
 #[test]
@@ -574,9 +596,6 @@ fn a_long_text_is_staged_as_a_file() {
     assert!(staged_text.contains("p60 line 60"), "the last page's last line");
 }
 
-// ---------------------------------------------------------------------------
-// Broken files
-
 #[test]
 fn broken_pdfs_fail_with_their_reason() {
     let d = docs();
@@ -594,6 +613,50 @@ fn broken_pdfs_fail_with_their_reason() {
     let (why, message) = reason("docs/bad/not-a-pdf.pdf");
     assert_eq!(why, FailureReason::Unsupported, "{message}");
     assert!(message.contains(".pdf"), "says what the name claimed: {message}");
+    assert!(!message.contains("plain text"), "no file contents: {message}");
+}
+
+/// Bug: `pdf.rs` refuses every PDF that `pdfinfo` calls encrypted, also
+/// one with only an owner password (permissions), which opens without a
+/// password and which Poppler reads; a user password is already caught by
+/// Poppler's "Incorrect password".
+#[test]
+/// A PDF encrypted with only an owner password (permissions: no printing,
+/// no copying) opens without a password, but skep refuses every encrypted
+/// PDF, as OCRmyPDF does: its text and a searchable copy would drop the
+/// owner's restrictions. The error says how to decrypt it.
+fn a_pdf_with_only_an_owner_password_is_refused_as_encrypted() {
+    let d = docs();
+    let dir = scratch();
+    let rel = "docs/born-digital.pdf";
+    let path = dir.path().join("owner-only.pdf");
+    let source = d.path(rel);
+    let args: [&OsStr; 9] = [
+        "--encrypt".as_ref(),
+        "".as_ref(),
+        "owner-secret".as_ref(),
+        "256".as_ref(),
+        "--print=none".as_ref(),
+        "--extract=n".as_ref(),
+        "--".as_ref(),
+        source.as_os_str(),
+        path.as_os_str(),
+    ];
+    output("qpdf", &args);
+    let err = read_err(&mut engine(), &request(&path, PdfMode::Auto));
+    assert_eq!(err.reason, FailureReason::Encrypted, "{err}");
+    assert!(err.message.contains("qpdf --decrypt"), "{err}");
+}
+
+#[test]
+fn a_tiff_whose_pages_loop_is_corrupt() {
+    let dir = scratch();
+    let path = dir.path().join("loop.tif");
+    std::fs::write(&path, looping_tiff()).expect("write");
+    let started = Instant::now();
+    let err = read_err(&mut engine(), &request(&path, PdfMode::Auto));
+    assert_eq!(err.reason, FailureReason::Corrupt, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 #[test]
@@ -659,9 +722,6 @@ fn a_long_pdf_read_whole_is_not_refused_for_its_page_list() {
     assert_eq!(r.pages, 20_000);
 }
 
-// ---------------------------------------------------------------------------
-// Hostile PDFs
-
 /// Reads `path` on `slot` with `timeout`; it must end in time with a
 /// bounded failure.
 async fn hostile(slot: &mut OcrSlot, path: &Path, timeout: Duration, allowed: &[FailureReason]) {
@@ -673,7 +733,10 @@ async fn hostile(slot: &mut OcrSlot, path: &Path, timeout: Duration, allowed: &[
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     match result {
-        Err(e) => assert!(allowed.contains(&e.reason), "{name}: {e}"),
+        Err(e) => {
+            eprintln!("note: {name}: {} after {took:?}", e.reason);
+            assert!(allowed.contains(&e.reason), "{name}: {e}");
+        }
         Ok(out) => panic!("{name}: must fail, gave {out:?}"),
     }
     assert!(took <= timeout + SLACK, "{name}: took {took:?}");
@@ -748,6 +811,32 @@ async fn a_page_tree_loop_is_corrupt() {
     hostile(&mut slot, &path, Duration::from_secs(60), &[FailureReason::Corrupt]).await;
 }
 
+/// Poppler rebuilds a cross-reference table that is garbage from the
+/// objects themselves, and the page reads.
+#[test]
+fn a_garbage_xref_is_rebuilt() {
+    let dir = scratch();
+    let text = lines("xref", 12);
+    let mut bytes = pdf_of_pages(&[text_page(&text)]);
+    let find = |needle: &[u8]| {
+        bytes
+            .windows(needle.len())
+            .rposition(|w| w == needle)
+            .expect("in the pdf")
+    };
+    // NB: `\nxref` is not `startxref`, which follows the trailer; the
+    // trailer keeps its line of its own.
+    let (from, to) = (find(b"\nxref\n") + 1, find(b"\ntrailer\n"));
+    bytes[from..to].iter_mut().for_each(|b| *b = b'#');
+    let path = dir.path().join("garbage-xref.pdf");
+    std::fs::write(&path, bytes).expect("write");
+    let mut req = request(&path, PdfMode::Auto);
+    req.deadline = Instant::now() + HOSTILE_TIMEOUT;
+    let r = read_ok(&mut engine(), &req);
+    assert_eq!(sources(&r), [PageSource::Text]);
+    assert_reads_well(&text.join("\n"), &r.text, "garbage-xref.pdf");
+}
+
 #[test]
 fn a_request_deadline_kills_the_helper() {
     let dir = scratch();
@@ -779,6 +868,11 @@ fn the_flate_bomb_is_valid_zlib() {
     ihdr.extend([8, 0, 0, 0, 0]);
     png_chunk(&mut png, b"IHDR", &ihdr);
     let idat = zlib_repeat(&row, h as usize);
+    assert_eq!(
+        idat[idat.len() - 4..],
+        adler32(&row.repeat(h as usize)).to_be_bytes(),
+        "the checksum (which the decoder does not check)"
+    );
     assert!(idat.len() < (row.len() * h as usize) / 50, "{} bytes", idat.len());
     png_chunk(&mut png, b"IDAT", &idat);
     png_chunk(&mut png, b"IEND", &[]);
@@ -786,9 +880,6 @@ fn the_flate_bomb_is_valid_zlib() {
     assert_eq!(img.dimensions(), (w, h));
     assert!(img.rows().all(|r| r.enumerate().all(|(x, p)| p.0[0] == (x * 4) as u8)));
 }
-
-// ---------------------------------------------------------------------------
-// PDF, zlib and zip writing for the files above
 
 /// A PDF of `objects`, numbered from 1 (object 1 is the catalog), with a
 /// correct cross-reference table.
@@ -823,8 +914,9 @@ fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A page: its content stream, resources, and objects of its own (which
-/// its content and resources name as `{n}` for the nth, from 0).
+/// A page: its content stream, resources, and objects of its own (text
+/// only), which the resources and those objects name as `{n}` for the
+/// nth, from 0.
 struct Page {
     content: Vec<u8>,
     resources: String,
@@ -970,6 +1062,36 @@ fn many_empty_pages(n: usize) -> Vec<u8> {
     pdf(&objects)
 }
 
+/// A little-endian TIFF of one 8 x 8 gray page whose directory names
+/// itself as the next page's.
+fn looping_tiff() -> Vec<u8> {
+    const ENTRIES: u16 = 9;
+    let data_at = 8 + 2 + 12 * u32::from(ENTRIES) + 4;
+    let mut out = b"II*\0".to_vec();
+    out.extend(8u32.to_le_bytes());
+    out.extend(ENTRIES.to_le_bytes());
+    // (tag, type: 3 SHORT or 4 LONG, value), in tag order.
+    for (tag, kind, value) in [
+        (256u16, 3u16, 8u32), // width
+        (257, 3, 8),          // height
+        (258, 3, 8),          // bits per sample
+        (259, 3, 1),          // no compression
+        (262, 3, 1),          // black is zero
+        (273, 4, data_at),    // strip offset
+        (277, 3, 1),          // samples per pixel
+        (278, 3, 8),          // rows per strip
+        (279, 4, 64),         // strip byte count
+    ] {
+        out.extend(tag.to_le_bytes());
+        out.extend(kind.to_le_bytes());
+        out.extend(1u32.to_le_bytes());
+        out.extend(value.to_le_bytes());
+    }
+    out.extend(8u32.to_le_bytes());
+    out.extend([200u8; 64]);
+    out
+}
+
 /// Zlib data (RFC 1950/1951) that inflates to `times` copies of `unit`:
 /// one fixed-Huffman block, the first copy as literals and the rest as
 /// 258-byte back-references, so that ~2 bytes inflate to 258.
@@ -1069,6 +1191,15 @@ fn adler32_repeat(unit: &[u8], times: usize) -> u32 {
         a = (a + sum) % MOD;
     }
     ((b << 16) | a) as u32
+}
+
+fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    (b << 16) | a
 }
 
 fn crc32(data: &[u8]) -> u32 {

@@ -76,7 +76,9 @@ impl<'m> Lines<'m> {
     }
 }
 
-/// Joins sections with [`SECTION_SEPARATOR`].
+/// Joins sections with [`SECTION_SEPARATOR`]. A form feed inside a
+/// section's own text is dropped: the separator alone marks sections, so
+/// the text splits back into exactly as many as there are.
 pub(crate) fn join_sections(meter: &Meter, sections: Vec<String>) -> Result<String, DocError> {
     let mut out = String::with_capacity(sections.iter().map(|s| s.len() + SECTION_SEPARATOR.len()).sum());
     for (i, section) in sections.into_iter().enumerate() {
@@ -84,7 +86,11 @@ pub(crate) fn join_sections(meter: &Meter, sections: Vec<String>) -> Result<Stri
             meter.text(SECTION_SEPARATOR.len())?;
             out.push_str(SECTION_SEPARATOR);
         }
-        out.push_str(&section);
+        if section.contains('\x0c') {
+            out.extend(section.chars().filter(|c| *c != '\x0c'));
+        } else {
+            out.push_str(&section);
+        }
     }
     Ok(out)
 }

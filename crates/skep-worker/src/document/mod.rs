@@ -181,7 +181,7 @@ pub fn read(engine: &mut Engine, req: &ReadRequest) -> Result<ReadOutput, OcrErr
             format!("{} bytes, the limit is {}", meta.len(), req.max_bytes),
         ));
     }
-    let bytes = std::fs::read(&req.path).map_err(|e| io_error(&req.path, &e))?;
+    let bytes = read_for_sniffing(&req.path, req.max_bytes)?;
     let format = sniff_document(&bytes).map_err(|mut e| {
         // NB: formats are known by content; say what the name claimed.
         if e.reason == FailureReason::Unsupported
@@ -197,6 +197,33 @@ pub fn read(engine: &mut Engine, req: &ReadRequest) -> Result<ReadOutput, OcrErr
         DocumentFormat::Image(format) => image::read(engine, req, &bytes, format)?,
     };
     finish(req, read)
+}
+
+/// The file's bytes as far as reading it needs: a PDF is read by Poppler
+/// from its path, so only its first kilobytes are read here; anything else
+/// whole, never more than `max_bytes` (a file that grew since it was
+/// measured is refused, not read on).
+fn read_for_sniffing(path: &Path, max_bytes: u64) -> Result<Vec<u8>, OcrError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(skep_api::formats::PDF_HEADER_WINDOW as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, &e))?;
+    if skep_api::formats::is_pdf(&bytes) {
+        return Ok(bytes);
+    }
+    file.take(max_bytes.saturating_sub(bytes.len() as u64) + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, &e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(OcrError::new(
+            FailureReason::TooLarge,
+            format!("more than {max_bytes} bytes (it grew while it was read)"),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn finish(req: &ReadRequest, read: Split) -> Result<ReadOutput, OcrError> {

@@ -26,8 +26,9 @@ use crate::staging::PdfKind;
 pub const MIN_TEXT_CHARS: usize = 16;
 /// Most text `pdftotext` may write for one task.
 const MAX_TEXT_OUTPUT: usize = 64 << 20;
-/// Most `pdfinfo` output kept.
-const MAX_INFO_OUTPUT: usize = 1 << 20;
+/// Most `pdfinfo` output kept: two lines a page for up to `MAX_PAGES`
+/// pages (a whole-file read of a long document asks for all of them).
+const MAX_INFO_OUTPUT: usize = 16 << 20;
 
 /// What `pdfinfo` says of a document.
 #[derive(Debug, Default, PartialEq)]
@@ -41,22 +42,19 @@ struct Info {
 
 pub(super) fn read(engine: &mut Engine, req: &ReadRequest) -> Result<Split, OcrError> {
     let path = req.path.as_path();
-    let (first, last) = match req.pages {
-        Some(r) => (r.first, r.last),
-        None => (1, req.pages_per_task.clamp(1, MAX_PAGES)),
-    };
-    let info = pdfinfo(path, first, last, req.deadline)?;
-    if info.encrypted {
-        return Err(OcrError::new(
-            FailureReason::Encrypted,
-            "the PDF is encrypted; remove the encryption first (for example qpdf --decrypt --password=... in.pdf out.pdf)",
-        ));
-    }
-    if info.pages == 0 {
-        return Err(OcrError::new(FailureReason::Empty, "the PDF has no pages"));
-    }
-    let Some(range) = req.range_of(info.pages)? else {
-        return Ok(Split::Split(info.pages));
+    // A whole file is measured first (its page count decides a split). A
+    // range of a file already measured skips `pdfinfo` unless a page is
+    // OCR'd or a searchable PDF is made: born-digital ranges cost one
+    // `pdftotext`.
+    let (mut info, range) = match req.pages {
+        None => {
+            let info = checked_info(path, 1, req.pages_per_task.clamp(1, MAX_PAGES), req.deadline)?;
+            let Some(range) = req.range_of(info.pages)? else {
+                return Ok(Split::Split(info.pages));
+            };
+            (Some(info), range)
+        }
+        Some(range) => (None, range),
     };
     let n = range.len() as usize;
     let texts = if req.config.pdf == PdfMode::Ocr {
@@ -72,6 +70,11 @@ pub(super) fn read(engine: &mut Engine, req: &ReadRequest) -> Result<Split, OcrE
             PdfMode::Auto => has_real_text(t),
         })
         .collect();
+    if info.is_none() && (req.wants_pdf() || use_text.iter().any(|u| !u)) {
+        let measured = checked_info(path, range.first, range.last, req.deadline)?;
+        req.range_of(measured.pages)?;
+        info = Some(measured);
+    }
     let layout = req.wants_layout();
     let mut text_layouts: Vec<PageLayout> = if layout && use_text.iter().any(|u| *u) {
         pdftotext_layouts(path, range, req.config.dpi, req.deadline)?
@@ -80,18 +83,23 @@ pub(super) fn read(engine: &mut Engine, req: &ReadRequest) -> Result<Split, OcrE
     };
     let mut pages = Vec::with_capacity(n);
     for (i, number) in (range.first..=range.last).enumerate() {
-        let (width_pt, height_pt) = info
-            .sizes
-            .iter()
-            .find(|(p, _, _)| *p == number)
-            .map(|(_, w, h)| (*w, *h))
-            .ok_or_else(|| {
-                OcrError::new(
-                    FailureReason::Corrupt,
-                    format!("pdfinfo gave no size for page {number}"),
-                )
-            })?;
-        let visual = Visual::PdfPage { width_pt, height_pt };
+        let size = info.as_ref().map(|info| {
+            info.sizes
+                .iter()
+                .find(|(p, _, _)| *p == number)
+                .map(|(_, w, h)| (*w, *h))
+                .ok_or_else(|| {
+                    OcrError::new(
+                        FailureReason::Corrupt,
+                        format!("pdfinfo gave no size for page {number}"),
+                    )
+                })
+        });
+        let size = size.transpose()?;
+        let visual = size.map_or(Visual::None, |(width_pt, height_pt)| Visual::PdfPage {
+            width_pt,
+            height_pt,
+        });
         if use_text[i] {
             let text = texts[i].trim_end().to_owned();
             let layout = text_layouts
@@ -109,6 +117,20 @@ pub(super) fn read(engine: &mut Engine, req: &ReadRequest) -> Result<Split, OcrE
                 visual,
             });
             continue;
+        }
+        let Some((width_pt, height_pt)) = size else {
+            return Err(OcrError::new(
+                FailureReason::Engine,
+                format!("page {number} was not measured"),
+            ));
+        };
+        // NB: Poppler answers some broken page trees (a loop) with an
+        // extra page of no size.
+        if !(width_pt >= 1.0 && height_pt >= 1.0) {
+            return Err(OcrError::new(
+                FailureReason::Corrupt,
+                format!("page {number} has no area ({width_pt} x {height_pt} pt)"),
+            ));
         }
         let dpi = req.config.dpi;
         let px = |pt: f32| (f64::from(pt) * f64::from(dpi) / 72.0).ceil() as u64;
@@ -131,6 +153,27 @@ pub(super) fn read(engine: &mut Engine, req: &ReadRequest) -> Result<Split, OcrE
         pages,
         kind: PdfKind::Layer,
     }))
+}
+
+/// `pdfinfo` on pages `first..=last`, refusing an encrypted or empty PDF.
+fn checked_info(path: &Path, first: u32, last: u32, deadline: Instant) -> Result<Info, OcrError> {
+    let info = pdfinfo(path, first, last, deadline)?;
+    if info.encrypted {
+        return Err(OcrError::new(
+            FailureReason::Encrypted,
+            "the PDF is encrypted; remove the encryption first (for example qpdf --decrypt --password=... in.pdf out.pdf)",
+        ));
+    }
+    if info.pages == 0 {
+        return Err(OcrError::new(FailureReason::Empty, "the PDF has no pages"));
+    }
+    if info.pages > MAX_PAGES {
+        return Err(OcrError::new(
+            FailureReason::TooLarge,
+            format!("the PDF has {} pages, more than {MAX_PAGES}", info.pages),
+        ));
+    }
+    Ok(info)
 }
 
 /// Whether a page's text layer holds real text.
@@ -159,6 +202,12 @@ fn poppler(program: &str, args: &[&OsStr], l: Limits) -> Result<Vec<u8>, OcrErro
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no message");
     let said: String = said.chars().take(200).collect();
+    if out.stderr.contains("bad_alloc") || out.stderr.contains("Out of memory") {
+        return Err(OcrError::new(
+            FailureReason::TooLarge,
+            format!("{program} ran out of memory on the PDF"),
+        ));
+    }
     if out.stderr.contains("Incorrect password") {
         return Err(OcrError::new(
             FailureReason::Encrypted,
@@ -237,33 +286,36 @@ fn parse_info(text: &str) -> Result<Info, OcrError> {
 
 /// The text of each page of `range`, in order.
 fn pdftotext(path: &Path, range: PageRange, deadline: Instant) -> Result<Vec<String>, OcrError> {
-    let (f, l) = (range.first.to_string(), range.last.to_string());
-    let args: [&OsStr; 10] = [
-        "-cropbox".as_ref(),
-        "-f".as_ref(),
-        f.as_ref(),
-        "-l".as_ref(),
-        l.as_ref(),
-        "-enc".as_ref(),
-        "UTF-8".as_ref(),
-        "--".as_ref(),
-        path.as_os_str(),
-        "-".as_ref(),
-    ];
-    let out = poppler("pdftotext", &args, limits(deadline, MAX_TEXT_OUTPUT))?;
+    let out = run_pdftotext(path, range, None, deadline)?;
     let text = String::from_utf8_lossy(&out);
-    // NB: every page ends with a form feed.
-    let mut pages: Vec<String> = text.split('\x0c').map(str::to_owned).collect();
-    pages.resize(range.len() as usize, String::new());
-    Ok(pages)
+    // NB: every page ends with a form feed; fewer than the range's pages
+    // means the PDF is shorter than the range (pdftotext clamps silently).
+    let pages: Vec<String> = text.split('\x0c').map(str::to_owned).collect();
+    if pages.len() <= range.len() as usize {
+        return Err(OcrError::new(
+            FailureReason::Corrupt,
+            format!(
+                "pages {range} asked for, but the PDF has {} pages from {} (did it change since it was split?)",
+                pages.len() - 1,
+                range.first
+            ),
+        ));
+    }
+    Ok(pages.into_iter().take(range.len() as usize).collect())
 }
 
 /// The word boxes of each page of `range` that has a text layer.
 fn pdftotext_layouts(path: &Path, range: PageRange, dpi: u32, deadline: Instant) -> Result<Vec<PageLayout>, OcrError> {
+    let out = run_pdftotext(path, range, Some("-bbox-layout"), deadline)?;
+    Ok(from_pdftotext_bbox(&String::from_utf8_lossy(&out), range.first, dpi)?)
+}
+
+/// `pdftotext` on the crop boxes of `range`, UTF-8, to standard output.
+fn run_pdftotext(path: &Path, range: PageRange, mode: Option<&str>, deadline: Instant) -> Result<Vec<u8>, OcrError> {
     let (f, l) = (range.first.to_string(), range.last.to_string());
-    let args: [&OsStr; 11] = [
-        "-cropbox".as_ref(),
-        "-bbox-layout".as_ref(),
+    let mut args: Vec<&OsStr> = vec!["-cropbox".as_ref()];
+    args.extend(mode.map(OsStr::new));
+    args.extend::<[&OsStr; 8]>([
         "-f".as_ref(),
         f.as_ref(),
         "-l".as_ref(),
@@ -272,10 +324,9 @@ fn pdftotext_layouts(path: &Path, range: PageRange, dpi: u32, deadline: Instant)
         "UTF-8".as_ref(),
         "--".as_ref(),
         path.as_os_str(),
-        "-".as_ref(),
-    ];
-    let out = poppler("pdftotext", &args, limits(deadline, MAX_TEXT_OUTPUT))?;
-    Ok(from_pdftotext_bbox(&String::from_utf8_lossy(&out), range.first, dpi)?)
+    ]);
+    args.push("-".as_ref());
+    poppler("pdftotext", &args, limits(deadline, MAX_TEXT_OUTPUT))
 }
 
 /// Page `number` (its crop box, as `pdfinfo` measures pages) rasterised

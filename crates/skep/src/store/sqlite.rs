@@ -429,93 +429,69 @@ fn insert_new_tasks(tx: &rusqlite::Transaction<'_>, uid: &str, tasks: &[NewTask]
 /// Applies one update inside `tx`; whether it applied.
 fn apply_update(tx: &rusqlite::Transaction<'_>, u: &TaskUpdate) -> Result<bool> {
     let key = "job_uid = ?1 AND idx = ?2 AND part = ?3";
-    let n = match &u.transition {
-        Transition::Succeed { result } => tx
-            .prepare_cached(&format!(
-                "UPDATE tasks SET state = 2, due = 0, {SET_RESULT} WHERE {key} AND state IN (0, 1)"
-            ))
-            .map_err(db)?
-            .execute(params_from_iter(update_values(
-                &u.job_uid,
-                u.index,
-                u.part,
-                result,
-                &[],
-            ))),
+    // Every transition but a split sets the result: its state change and
+    // condition, and the parameters after the result's (`?16`, `?17`).
+    let (change, condition, (result, extra)) = match &u.transition {
+        Transition::Succeed { result } => ("state = 2, due = 0", "state IN (0, 1)", (result, vec![])),
         Transition::Retry {
             attempt,
             not_before_ms,
             result,
-        } => tx
-            .prepare_cached(&format!(
-                "UPDATE tasks SET state = 0, due = ?17, {SET_RESULT} WHERE {key} AND state = 1 AND attempts = ?16"
-            ))
-            .map_err(db)?
-            .execute(params_from_iter(update_values(
-                &u.job_uid,
-                u.index,
-                u.part,
-                result,
-                &[i64::from(*attempt), *not_before_ms],
-            ))),
-        Transition::Fail { attempt, result } => tx
-            .prepare_cached(&format!(
-                "UPDATE tasks SET state = 3, due = 0, {SET_RESULT} WHERE {key} AND state IN (0, 1) AND attempts = ?16"
-            ))
-            .map_err(db)?
-            .execute(params_from_iter(update_values(
-                &u.job_uid,
-                u.index,
-                u.part,
-                result,
-                &[i64::from(*attempt)],
-            ))),
-        Transition::Split { pages, ranges } => {
-            let n = tx
-                .prepare_cached(&format!(
-                    "UPDATE tasks SET state = 4, due = 0, pages = ?4 WHERE {key} AND part = 0 AND state IN (0, 1)"
-                ))
-                .map_err(db)?
-                .execute(params![u.job_uid, u.index as i64, u.part, pages])
-                .map_err(db)?;
-            if n == 1 {
-                let path: String = tx
-                    .query_row(
-                        "SELECT path FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part = 0",
-                        params![u.job_uid, u.index as i64],
-                        |r| r.get(0),
-                    )
-                    .map_err(db)?;
-                insert_new_tasks(tx, &u.job_uid, &NewTask::ranges(u.index, &path, ranges))?;
-            }
-            Ok(n)
-        }
-        Transition::Assemble { succeeded, result } => {
-            let state = if *succeeded { SUCCEEDED } else { FAILED };
-            let n = tx
-                .prepare_cached(&format!(
-                    "UPDATE tasks SET state = ?16, due = 0, {SET_RESULT} WHERE {key} AND part = 0 AND state = 4"
-                ))
-                .map_err(db)?
-                .execute(params_from_iter(update_values(
-                    &u.job_uid,
-                    u.index,
-                    u.part,
-                    result,
-                    &[state],
-                )))
-                .map_err(db)?;
-            if n == 1 {
-                tx.execute(
-                    "DELETE FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part > 0",
-                    params![u.job_uid, u.index as i64],
-                )
-                .map_err(db)?;
-            }
-            Ok(n)
-        }
+        } => (
+            "state = 0, due = ?17",
+            "state = 1 AND attempts = ?16",
+            (result, vec![i64::from(*attempt), *not_before_ms]),
+        ),
+        Transition::Fail { attempt, result } => (
+            "state = 3, due = 0",
+            "state IN (0, 1) AND attempts = ?16",
+            (result, vec![i64::from(*attempt)]),
+        ),
+        Transition::Assemble { succeeded, result } => (
+            "state = ?16, due = 0",
+            "part = 0 AND state = 4",
+            (result, vec![if *succeeded { SUCCEEDED } else { FAILED }]),
+        ),
+        Transition::Split { pages, ranges } => return split(tx, u, *pages, ranges),
+    };
+    let sql = format!("UPDATE tasks SET {change}, {SET_RESULT} WHERE {key} AND {condition}");
+    let n = tx
+        .prepare_cached(&sql)
+        .map_err(db)?
+        .execute(params_from_iter(update_values(
+            &u.job_uid, u.index, u.part, result, &extra,
+        )))
+        .map_err(db)?;
+    if n == 1 && matches!(u.transition, Transition::Assemble { .. }) {
+        tx.execute(
+            "DELETE FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part > 0",
+            params![u.job_uid, u.index as i64],
+        )
+        .map_err(db)?;
     }
-    .map_err(db)?;
+    Ok(n == 1)
+}
+
+/// A file found to need splitting: it waits in `Split` with its page count,
+/// and its ranges are inserted.
+fn split(tx: &rusqlite::Transaction<'_>, u: &TaskUpdate, pages: u32, ranges: &[PageRange]) -> Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE tasks SET state = 4, due = 0, pages = ?4 WHERE job_uid = ?1 AND idx = ?2 AND part = ?3 AND part = 0 AND state IN (0, 1)",
+        )
+        .map_err(db)?
+        .execute(params![u.job_uid, u.index as i64, u.part, pages])
+        .map_err(db)?;
+    if n == 1 {
+        let path: String = tx
+            .query_row(
+                "SELECT path FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part = 0",
+                params![u.job_uid, u.index as i64],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        insert_new_tasks(tx, &u.job_uid, &NewTask::ranges(u.index, &path, ranges))?;
+    }
     Ok(n == 1)
 }
 
