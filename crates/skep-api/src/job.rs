@@ -284,6 +284,17 @@ pub enum PdfMode {
     Text,
 }
 
+impl PdfMode {
+    /// The name a job document uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PdfMode::Auto => "auto",
+            PdfMode::Ocr => "ocr",
+            PdfMode::Text => "text",
+        }
+    }
+}
+
 fn default_languages() -> Vec<String> {
     vec!["eng".to_owned()]
 }

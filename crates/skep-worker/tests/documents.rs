@@ -1294,3 +1294,27 @@ fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     out.extend(0u16.to_le_bytes());
     out
 }
+
+/// A PDF over `pages_per_task` that needs no OCR (a text layer on every
+/// page) is read whole rather than split: splitting spreads OCR, and there
+/// is none; in `ocr` mode the same file is split.
+#[test]
+fn a_long_pdf_needing_no_ocr_is_read_whole() {
+    let d = docs();
+    let rel = "docs/born-digital.pdf";
+    let mut req = request(&d.path(rel), PdfMode::Auto);
+    req.pages_per_task = 1;
+    let r = read_ok(&mut engine(), &req);
+    assert_eq!(numbers(&r), [1, 2, 3]);
+    assert_eq!(sources(&r), [PageSource::Text; 3]);
+    let truth = d.truth_pages(rel);
+    for (i, text) in page_texts(&r).iter().enumerate() {
+        assert_reads_well(&truth[i], text, &format!("page {}", i + 1));
+    }
+    let mut ocr = request(&d.path(rel), PdfMode::Ocr);
+    ocr.pages_per_task = 1;
+    match document::read(&mut engine(), &ocr).expect("reads") {
+        ReadOutput::Split { pages } => assert_eq!(pages, 3),
+        ReadOutput::Read(r) => panic!("ocr mode must split: {r:?}"),
+    }
+}

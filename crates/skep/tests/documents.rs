@@ -15,9 +15,11 @@ use quick_xml::XmlVersion;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 use serde_json::Value;
-use skep_testkit::documents::{DocOptions, ToolOutput, generate_documents, generate_text_pdf, run_tool};
+use skep_testkit::documents::{
+    DocOptions, ScannedPdfOptions, ToolOutput, generate_documents, generate_scanned_pdfs, generate_text_pdf, run_tool,
+};
 use skep_testkit::office::generate_office;
-use skep_testkit::{GeneratedFile, cer, normalize_text};
+use skep_testkit::{GeneratedFile, PageSize, cer, normalize_text};
 
 /// A whole `skep run` is killed after this long.
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -101,11 +103,53 @@ fn documents_are_read_with_every_output_format() {
     check_report(&out, &lines);
 }
 
+/// A 200-page PDF is split into 25 ranges and put back in page order. Its
+/// first 199 pages are born-digital (distinct, known text: exact checks)
+/// and its last is scanned: a PDF needing no OCR at all would be read whole,
+/// so the scanned page is what makes it split, and it is read by OCR.
 #[test]
 fn a_200_page_pdf_split_into_25_ranges_is_assembled_in_order() {
     const PAGES: usize = 200;
     let rel = "long/numbered.pdf";
-    let ws = workspace(|pages, truth| vec![generate_text_pdf(pages, truth, rel, PAGES, 9).expect("a long pdf")]);
+    let ws = workspace(|pages, truth| {
+        let parts = pages.parent().expect("workspace").join("parts");
+        let text = generate_text_pdf(&parts, &parts, "text.pdf", PAGES - 1, 9).expect("a long pdf");
+        let opts = ScannedPdfOptions {
+            files: 1,
+            pages_per_file: 1,
+            size: PageSize::Small,
+            seed: 9,
+        };
+        let scan = generate_scanned_pdfs(&parts, &parts, &opts)
+            .expect("a scanned page")
+            .remove(0);
+        let target = pages.join(rel);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        let (t, s) = (parts.join(&text.rel_path), parts.join(&scan.rel_path));
+        tool(
+            "qpdf",
+            &[
+                "--empty".as_ref(),
+                "--pages".as_ref(),
+                t.as_os_str(),
+                s.as_os_str(),
+                "--".as_ref(),
+                target.as_os_str(),
+            ],
+        );
+        let joined = format!(
+            "{}{PAGE_BREAK}{}",
+            text.truth.as_deref().expect("truth"),
+            scan.truth.as_deref().expect("truth")
+        );
+        std::fs::create_dir_all(truth).expect("truth dir");
+        vec![GeneratedFile {
+            rel_path: rel.to_owned(),
+            truth: Some(joined),
+            pages: PAGES,
+            expect_failure: None,
+        }]
+    });
     let job = run_job(
         &ws,
         "long",
@@ -124,18 +168,31 @@ fn a_200_page_pdf_split_into_25_ranges_is_assembled_in_order() {
         .map(|p| p["number"].as_u64().unwrap_or(0))
         .collect();
     assert_eq!(numbers, (1..=PAGES as u64).collect::<Vec<_>>(), "pages in order");
+    let sources: Vec<&str> = page_infos(line)
+        .iter()
+        .map(|p| p["source"].as_str().unwrap_or(""))
+        .collect();
     assert!(
-        page_infos(line).iter().all(|p| p["source"] == "text"),
+        sources[..PAGES - 1].iter().all(|s| *s == "text"),
         "born-digital pages read from their text"
+    );
+    assert_eq!(sources[PAGES - 1], "ocr", "the scanned page OCR'd");
+    assert!(
+        job["status"]["pages"]["total"] == PAGES && job["status"]["pages"]["done"] == PAGES,
+        "the status counts the split file's pages: {}",
+        job["status"]["pages"]
     );
 
     let truth: Vec<&str> = ws.files[0].truth.as_deref().expect("truth").split(PAGE_BREAK).collect();
     let text = line["text"].as_str().expect("text");
     let text_pages: Vec<&str> = text.split(PAGE_BREAK).collect();
     assert_eq!(text_pages.len(), PAGES, "200 pages of text");
-    for (n, (got, want)) in text_pages.iter().zip(&truth).enumerate() {
+    let last = PAGES - 1;
+    for (n, (got, want)) in text_pages.iter().zip(&truth).enumerate().take(last) {
         assert_eq!(got, want, "page {} of the text", n + 1);
     }
+    let c = cer(text_pages[last], truth[last]);
+    assert!(c <= 0.05, "the scanned page reads at CER {c:.4}");
     let landed = std::fs::read_to_string(artefact(&out, "text", rel, "txt")).expect("the text file");
     assert_eq!(landed, text);
 
@@ -145,18 +202,22 @@ fn a_200_page_pdf_split_into_25_ranges_is_assembled_in_order() {
     let alto = check_alto(&artefact(&out, "alto", rel, "xml"), PAGES);
     let tsv = check_tsv(&artefact(&out, "tsv", rel, "tsv"), PAGES);
     for (format, pages) in [("hocr", hocr), ("alto", alto), ("tsv", tsv)] {
-        for (n, (words, want)) in pages.iter().zip(&truth_words).enumerate() {
+        for (n, (words, want)) in pages.iter().zip(&truth_words).enumerate().take(last) {
             assert_eq!(&words.join(" "), want, "{format} page {}", n + 1);
         }
+        let c = cer(&pages[last].join(" "), &truth_words[last]);
+        assert!(c <= 0.05, "{format}: the scanned page's words at CER {c:.4}");
     }
     let pdf = artefact(&out, "pdf", rel, "pdf");
     // NB: compared page by page: a CER over the whole file is quadratic.
     check_pdf_pages(&pdf, &[0; PAGES], Some(&ws.path().join("pages").join(rel)));
     let pdf_pages = pdftotext_pages(&pdf);
     assert_eq!(pdf_pages.len(), PAGES);
-    for (n, (got, want)) in pdf_pages.iter().zip(&truth_words).enumerate() {
+    for (n, (got, want)) in pdf_pages.iter().zip(&truth_words).enumerate().take(last) {
         assert_eq!(&normalize_text(got), want, "page {} of the searchable pdf", n + 1);
     }
+    let c = cer(&pdf_pages[last], &truth_words[last]);
+    assert!(c <= 0.10, "the scanned page's invisible text at CER {c:.4}");
     assert_no_leftovers(&out);
 }
 

@@ -148,7 +148,7 @@ impl fmt::Display for BornDigitalReport {
         writeln!(
             f,
             "    {:<18} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>7} {:>6}",
-            "method", "pages/s", "median s", "min s", "max s", "CER", "failed", "others", "load"
+            "method", "pages/s", "median s", "min s", "max s", "CER", "failed", "others", "load1"
         )?;
         for (name, m) in [("skep [txt]", &self.skep), ("pdftotext (serial)", &self.pdftotext)] {
             let (others, load) = m.load_cells();

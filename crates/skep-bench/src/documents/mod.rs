@@ -284,6 +284,7 @@ fn read_bounded(path: &Path, max: u64) -> Result<String> {
 /// Prepares the documents, warms every program up, runs `rounds` rounds
 /// of each part asked for, and reports. Blocking; progress goes to stderr.
 pub fn run(opts: &DocumentsOptions) -> Result<DocumentsReport> {
+    let load1_before = tally::load_average();
     let want = |p: Part| opts.parts.contains(&p);
     let setup = Setup {
         skep: skep_run::locate(opts.skep.as_deref())?,
@@ -358,6 +359,7 @@ pub fn run(opts: &DocumentsOptions) -> Result<DocumentsReport> {
         dpi: setup.dpi,
         languages: setup.languages,
         warm_up: WARM_UP_RULE,
+        load1_before,
         skep_warm_up_s,
         scanned: scanned.map(|p| p.report(&ocrmypdf_version)).transpose()?,
         born_digital: digital.map(|p| p.report()),
@@ -390,6 +392,9 @@ pub struct DocumentsReport {
     pub dpi: u32,
     pub languages: &'static str,
     pub warm_up: &'static str,
+    /// The 1-minute load average when the bench started, before any of its
+    /// own work (the per-method `load1` includes the bench's previous run).
+    pub load1_before: Option<f64>,
     /// The untimed `skep run` on one small scanned page: a run's fixed cost.
     pub skep_warm_up_s: f64,
     pub scanned: Option<ScannedReport>,
@@ -422,9 +427,10 @@ impl fmt::Display for DocumentsReport {
             self.skep, self.workers, self.psm, self.dpi, self.languages, self.rounds, self.corpus
         )?;
         writeln!(f, "  warm-up: {}", self.warm_up)?;
+        let load = self.load1_before.map_or("-".to_owned(), |l| format!("{l:.2}"));
         write!(
             f,
-            "  skep run on one small scanned page (warm-up): {:.2} s",
+            "  load average before the bench: {load}; skep run on one small scanned page (warm-up): {:.2} s",
             self.skep_warm_up_s
         )?;
         if let Some(s) = &self.scanned {

@@ -185,7 +185,7 @@ impl fmt::Display for ScannedReport {
         writeln!(
             f,
             "    {:<18} {:>8} {:>9} {:>8} {:>8} {:>9} {:>8} {:>7} {:>7} {:>6}",
-            "method", "pages/s", "median s", "min s", "max s", "CER text", "CER pdf", "failed", "others", "load"
+            "method", "pages/s", "median s", "min s", "max s", "CER text", "CER pdf", "failed", "others", "load1"
         )?;
         for (name, m) in [
             ("skep [txt,pdf]", &self.skep),

@@ -114,7 +114,7 @@ impl fmt::Display for SplitReport {
         writeln!(
             f,
             "    {:<18} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9} {:>7} {:>7} {:>6}",
-            "workers", "pages/s", "median s", "min s", "max s", "worker s", "CER", "failed", "others", "load"
+            "workers", "pages/s", "median s", "min s", "max s", "worker s", "CER", "failed", "others", "load1"
         )?;
         for (i, m) in [&self.one_worker, &self.two_workers].into_iter().enumerate() {
             let (others, load) = m.load_cells();

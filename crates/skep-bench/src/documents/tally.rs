@@ -42,7 +42,7 @@ pub struct Sample {
     pub elapsed: Duration,
     /// Share (0-1) of the machine's CPU other processes used meanwhile.
     pub others: Option<f64>,
-    /// The 1-minute load average when it started.
+    /// The 1-minute load average when it started (see [`load_average`]).
     pub load1: Option<f64>,
 }
 
@@ -135,8 +135,10 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-/// The 1-minute load average (Linux `/proc/loadavg`).
-fn load_average() -> Option<f64> {
+/// The 1-minute load average (Linux `/proc/loadavg`). It trails: a run
+/// started just after another of the bench's own carries some of that
+/// one's load.
+pub fn load_average() -> Option<f64> {
     parse_load_average(&std::fs::read_to_string("/proc/loadavg").ok()?)
 }
 

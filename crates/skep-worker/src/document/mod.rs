@@ -6,7 +6,9 @@
 //!
 //! A whole-file request for a document with more pages than
 //! `pages_per_task` is answered [`ReadOutput::Split`] without reading a
-//! page, so the controller can spread its ranges over every worker.
+//! page, so the controller can spread its ranges over every worker — except
+//! a PDF that needs no OCR at all (every page has a text layer), which is
+//! read whole: splitting spreads OCR, and it has none.
 
 mod image;
 mod office;

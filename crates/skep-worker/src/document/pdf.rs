@@ -10,7 +10,7 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use skep_api::{FailureReason, PageRange, PageSource, PdfMode};
 use skep_doc::layout::{PageLayout, from_pdftotext_bbox};
@@ -24,6 +24,9 @@ use crate::staging::PdfKind;
 /// A page whose text layer has fewer letters and digits than this is OCR'd
 /// in `auto` mode (a page number or a stamp on a scan is not its text).
 pub const MIN_TEXT_CHARS: usize = 16;
+/// Longest document read whole when none of its pages needs OCR (see
+/// `read_whole_text`); a longer one is split like any other.
+pub const WHOLE_TEXT_MAX_PAGES: u32 = 2_000;
 /// Most text `pdftotext` may write for one task.
 const MAX_TEXT_OUTPUT: usize = 64 << 20;
 /// Most `pdfinfo` output kept: two lines a page for up to `MAX_PAGES`
@@ -46,21 +49,38 @@ pub(super) fn read(engine: &mut Engine, req: &ReadRequest) -> Result<Split, OcrE
     // range of a file already measured skips `pdfinfo` unless a page is
     // OCR'd or a searchable PDF is made: born-digital ranges cost one
     // `pdftotext`.
+    let mut texts = None;
     let (mut info, range) = match req.pages {
         None => {
             let info = checked_info(path, 1, req.pages_per_task.clamp(1, MAX_PAGES), req.deadline)?;
-            let Some(range) = req.range_of(info.pages)? else {
-                return Ok(Split::Split(info.pages));
-            };
-            (Some(info), range)
+            match req.range_of(info.pages)? {
+                Some(range) => (Some(info), range),
+                None => {
+                    // Splitting spreads OCR over workers; a document with a
+                    // text layer on every page has none to spread (the text
+                    // of 700 pages takes a third of a second), so it is read
+                    // whole instead of costing a task per range.
+                    let all = PageRange {
+                        first: 1,
+                        last: info.pages,
+                    };
+                    match read_whole_text(path, all, req)? {
+                        Some(whole) => texts = Some(whole),
+                        None => return Ok(Split::Split(info.pages)),
+                    }
+                    // NB: sizes beyond the first range are measured below
+                    // when a searchable PDF needs them.
+                    (None, all)
+                }
+            }
         }
         Some(range) => (None, range),
     };
     let n = range.len() as usize;
-    let texts = if req.config.pdf == PdfMode::Ocr {
-        vec![String::new(); n]
-    } else {
-        pdftotext(path, range, req.deadline)?
+    let texts = match texts {
+        Some(t) => t,
+        None if req.config.pdf == PdfMode::Ocr => vec![String::new(); n],
+        None => pdftotext(path, range, req.deadline)?,
     };
     let use_text: Vec<bool> = texts
         .iter()
@@ -153,6 +173,26 @@ pub(super) fn read(engine: &mut Engine, req: &ReadRequest) -> Result<Split, OcrE
         pages,
         kind: PdfKind::Layer,
     }))
+}
+
+/// The text of every page of a document too long for one task, when it
+/// needs no OCR at all (`text` mode, or every page has real text in `auto`
+/// mode) and is not too long to read at once; `None`: split it.
+///
+/// The look is bounded far tighter than the task (2 s and 2 ms a page): a
+/// document whose text takes longer to extract, or that `pdftotext` cannot
+/// read whole, is split, and its ranges meet whatever is wrong with it.
+fn read_whole_text(path: &Path, all: PageRange, req: &ReadRequest) -> Result<Option<Vec<String>>, OcrError> {
+    if req.config.pdf == PdfMode::Ocr || all.len() > WHOLE_TEXT_MAX_PAGES {
+        return Ok(None);
+    }
+    let budget = Duration::from_secs(2) + Duration::from_millis(2) * all.len();
+    let deadline = req.deadline.min(Instant::now() + budget);
+    let Ok(texts) = pdftotext(path, all, deadline) else {
+        return Ok(None);
+    };
+    let no_ocr = req.config.pdf == PdfMode::Text || texts.iter().all(|t| has_real_text(t));
+    Ok(no_ocr.then_some(texts))
 }
 
 /// `pdfinfo` on pages `first..=last`, refusing an encrypted or empty PDF.

@@ -118,16 +118,22 @@ pub fn describe(job: &BulkJob) {
         "Output:        {}",
         job.spec.output.path.as_deref().unwrap_or("(controller default)")
     );
+    let e = &job.spec.engine;
     println!(
-        "Engine:        tesseract {} (psm {})",
-        job.spec.engine.language_string(),
-        job.spec.engine.page_seg_mode
+        "Engine:        tesseract {} (psm {}, {} dpi, pdf {}, autoRotate {}), {} pages per task",
+        e.language_string(),
+        e.page_seg_mode,
+        e.dpi,
+        e.pdf.as_str(),
+        e.auto_rotate,
+        job.spec.pages_per_task
     );
     let f = s.files;
     println!(
         "Files:         {} total, {} pending, {} dispatched, {} succeeded, {} failed",
         f.total, f.pending, f.dispatched, f.succeeded, f.failed
     );
+    println!("Pages:         {} of {} done", s.pages.done, s.pages.total);
     println!(
         "Replicas:      {} desired, {} running (pool {})",
         s.replicas.desired, s.replicas.running, job.spec.scaling.pool
