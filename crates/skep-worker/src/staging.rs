@@ -88,7 +88,9 @@ pub(crate) fn write(
                 let body: String = layouts(read).iter().map(tsv::page).collect();
                 files.push((Artefact::Tsv.staged_name(), body.into_bytes()));
             }
-            Artefact::Pdf if read.kind == PdfKind::Images => {
+            // NB: a JPEG 2000 page is decoded by Leptonica, whose pixels safe
+            // code cannot read: it gets every format but the PDF.
+            Artefact::Pdf if read.kind == PdfKind::Images && read.pages.iter().all(|p| has_image(&p.visual)) => {
                 files.push((Artefact::Pdf.staged_name(), images_pdf(read, &image_name)?));
             }
             Artefact::Pdf if read.kind == PdfKind::Layer => {
@@ -163,6 +165,10 @@ fn empty_layout(p: &PageOut) -> PageLayout {
         dpi,
         blocks: Vec::new(),
     }
+}
+
+fn has_image(v: &Visual) -> bool {
+    matches!(v, Visual::Jpeg { .. } | Visual::Gray(_) | Visual::Rgb { .. })
 }
 
 fn images_pdf(read: &Pages, title: &str) -> Result<Vec<u8>, OcrError> {
