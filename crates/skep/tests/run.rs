@@ -85,7 +85,10 @@ fn run_reads_every_page_once_and_reports_failures() {
                 assert!(e < 0.05, "{}: CER {e:.3}", f.rel_path);
                 total_cer += e;
                 read += 1;
-                assert_eq!(r["pages"].as_u64(), Some(f.pages as u64));
+                assert_eq!(r["pageCount"].as_u64(), Some(f.pages as u64), "{r}");
+                let pages = r["pages"].as_array().expect("pages");
+                assert_eq!(pages.len(), f.pages, "one entry per page: {r}");
+                assert!(pages.iter().all(|p| p["source"] == "ocr"), "images are OCR'd: {r}");
                 let txt = std::fs::read_to_string(out_dir.join("text").join(format!("{}.txt", f.rel_path)))
                     .expect("a .txt per succeeded file");
                 assert_eq!(txt, got);
