@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Starts or stops nx-27017, the MongoDB wire-protocol stand-in the store
-# tests run against (see shared/test-support/README.md).
+# tests run against, through scripts/nx_mongo_launch.py, which patches what
+# nx-27017 gets wrong for the Rust driver (its docstring says what and why).
 #
 #   scripts/mongo-test-server.sh start DIR PORT   # prints mongodb://127.0.0.1:PORT
 #   scripts/mongo-test-server.sh stop DIR
 #
 # DIR holds the server's database, log and pid file, and the Python venv it
 # runs from (DIR/venv, created on first start; NX_VENV names another one to
-# reuse). The launcher is shared/test-support/nx_mongo.py beside the repo
-# clone (NX_LAUNCHER overrides). Starting a server that already runs from
-# DIR only prints its URI. Data in DIR survives a stop and a start.
+# reuse). The launcher is scripts/nx_mongo_launch.py beside this script
+# (NX_LAUNCHER names another Python script taking nx-27017's arguments, such
+# as DIR/venv/bin/nx-27017 for the unpatched server). Starting a server that
+# already runs from DIR only prints its URI. Data in DIR survives a stop and
+# a start.
 set -euo pipefail
 
 NX_VERSION="0.8.1"
@@ -34,9 +37,7 @@ launcher() {
     echo "$NX_LAUNCHER"
     return
   fi
-  local root
-  root="$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/.." && pwd))"
-  echo "$root/../shared/test-support/nx_mongo.py"
+  echo "$(cd "$(dirname "$0")" && pwd)/nx_mongo_launch.py"
 }
 
 port_answers() {

@@ -14,7 +14,7 @@ mod validate;
 
 pub use job::*;
 pub use message::*;
-pub use parse::{ParseError, parse_job};
+pub use parse::{MAX_DEPTH, ParseError, check_depth, parse_job};
 pub use validate::{FieldError, ValidationErrors, is_dns_label, validate_job};
 
 /// The JSON Schema of a `BulkJob` document, as committed in

@@ -41,6 +41,8 @@ pub const NAMES: &[&str] = &[
     "skep_controller_leader",
     "skep_http_requests_total",
     "skep_http_request_duration_seconds",
+    "skep_http_connections",
+    "skep_http_connections_closed_total",
 ];
 
 /// One registry with every metric of a controller process. Cheap to clone.
@@ -61,6 +63,8 @@ pub struct Metrics {
     leader: IntGauge,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    http_connections: IntGauge,
+    http_closed: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -154,9 +158,19 @@ impl Metrics {
                 "HTTP request time to the response head, by route template.",
                 &["route"],
             ),
+            http_connections: IntGauge::new("skep_http_connections", "Open HTTP connections.")
+                .unwrap_or_else(|e| panic!("metric skep_http_connections: {e}")),
+            http_closed: counter_vec(
+                "skep_http_connections_closed_total",
+                "HTTP connections closed by a limit: `refused` (over --http-max-connections), `idle` (no byte moved for --http-idle-timeout-seconds).",
+                &["reason"],
+            ),
             registry,
         };
         m.register_all();
+        for r in ["refused", "idle"] {
+            m.http_closed.with_label_values(&[r]);
+        }
         for p in PHASES {
             m.jobs.with_label_values(&[p.as_str()]);
         }
@@ -188,6 +202,8 @@ impl Metrics {
             Box::new(self.leader.clone()),
             Box::new(self.http_requests.clone()),
             Box::new(self.http_seconds.clone()),
+            Box::new(self.http_connections.clone()),
+            Box::new(self.http_closed.clone()),
         ];
         for c in collectors {
             self.registry
@@ -298,6 +314,19 @@ impl Metrics {
         self.http_seconds
             .with_label_values(&[route])
             .observe(took.as_secs_f64());
+    }
+
+    /// `delta` connections opened (1) or ended (-1).
+    pub fn http_connections(&self, delta: i64) {
+        self.http_connections.add(delta);
+    }
+
+    pub fn http_connection_refused(&self) {
+        self.http_closed.with_label_values(&["refused"]).inc();
+    }
+
+    pub fn http_connection_timed_out(&self) {
+        self.http_closed.with_label_values(&["idle"]).inc();
     }
 
     /// The `Content-Type` of [`Metrics::encode`]'s output.

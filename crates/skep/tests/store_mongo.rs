@@ -381,7 +381,7 @@ async fn poll_watch_relists_after_connection_drop() {
 struct NxServer {
     dir: PathBuf,
     port: u16,
-    /// Launched through `nx_mongo.py`, with change streams that work.
+    /// Launched through `scripts/nx_mongo_launch.py`, with change streams that work.
     patched: bool,
 }
 

@@ -198,6 +198,60 @@ pub struct ApiArgs {
     /// replica beside the active controller. Needs --listen.
     #[arg(long, env = "SKEP_API_ONLY", requires = "listen")]
     pub api_only: bool,
+    /// Open HTTP connections at most; a connection over the cap is closed as
+    /// soon as it is accepted.
+    #[arg(long, env = "SKEP_HTTP_MAX_CONNECTIONS", default_value_t = crate::http::server::DEFAULT_MAX_CONNECTIONS)]
+    pub http_max_connections: usize,
+    /// Seconds a client has to send a request's headers (slow-header clients
+    /// are cut off).
+    #[arg(long, env = "SKEP_HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = crate::http::server::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    pub http_header_timeout_seconds: u64,
+    /// Seconds a connection may go without a byte read or written (idle
+    /// keep-alive connections, event streams nobody reads) before it is
+    /// closed.
+    #[arg(long, env = "SKEP_HTTP_IDLE_TIMEOUT_SECONDS", default_value_t = crate::http::server::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub http_idle_timeout_seconds: u64,
+    /// Seconds a request (its body included) may take to be answered; 408
+    /// after. Event streams then stream under the idle timeout.
+    #[arg(long, env = "SKEP_HTTP_REQUEST_TIMEOUT_SECONDS", default_value_t = crate::http::server::DEFAULT_REQUEST_TIMEOUT.as_secs())]
+    pub http_request_timeout_seconds: u64,
+    /// Event streams (`/api/events`, `/api/jobs/NAME/events`) open at most;
+    /// more answer 429.
+    #[arg(long, env = "SKEP_API_MAX_STREAMS", default_value_t = crate::http::events::DEFAULT_MAX_STREAMS)]
+    pub api_max_streams: usize,
+    /// Event streams open at most per API token; more answer 429.
+    #[arg(long, env = "SKEP_API_MAX_STREAMS_PER_TOKEN", default_value_t = crate::http::events::DEFAULT_MAX_STREAMS_PER_TOKEN)]
+    pub api_max_streams_per_token: usize,
+}
+
+impl ApiArgs {
+    /// The server's limits from the flags; each must be above 0.
+    pub fn limits(&self) -> Result<crate::http::Limits, CliError> {
+        let secs = |flag: &str, v: u64| {
+            if v == 0 {
+                Err(CliError::invalid(format!("{flag} must be at least 1")))
+            } else {
+                Ok(Duration::from_secs(v))
+            }
+        };
+        for (flag, v) in [
+            ("--http-max-connections", self.http_max_connections),
+            ("--api-max-streams", self.api_max_streams),
+            ("--api-max-streams-per-token", self.api_max_streams_per_token),
+        ] {
+            if v == 0 {
+                return Err(CliError::invalid(format!("{flag} must be at least 1")));
+            }
+        }
+        Ok(crate::http::Limits {
+            max_connections: self.http_max_connections,
+            header_timeout: secs("--http-header-timeout-seconds", self.http_header_timeout_seconds)?,
+            idle_timeout: secs("--http-idle-timeout-seconds", self.http_idle_timeout_seconds)?,
+            request_timeout: secs("--http-request-timeout-seconds", self.http_request_timeout_seconds)?,
+            max_streams: self.api_max_streams,
+            max_streams_per_token: self.api_max_streams_per_token,
+        })
+    }
 }
 
 /// The swarm runtime: how pool `P` maps to service `<prefix>P`, and the

@@ -365,16 +365,18 @@ async fn start_http(
     let local = listener
         .local_addr()
         .map_err(|e| CliError::failed(format!("cannot listen on {addr}: {e}")))?;
+    let limits = args.limits()?;
     let app = crate::http::router(crate::http::ServerParts {
         store,
         docker: crate::http::Docker::from_env(),
-        metrics,
+        metrics: metrics.clone(),
         auth,
         ready,
+        limits,
         shutdown: shutdown.clone(),
     });
-    tracing::info!(listen = %local, "serving the API, dashboard and metrics");
+    tracing::info!(listen = %local, ?limits, "serving the API, dashboard and metrics");
     Ok(tokio::spawn(
-        crate::http::serve(listener, app, shutdown).instrument(tracing::info_span!("http")),
+        crate::http::serve(listener, app, limits, metrics, shutdown).instrument(tracing::info_span!("http")),
     ))
 }

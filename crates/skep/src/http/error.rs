@@ -76,6 +76,12 @@ pub enum ApiError {
     /// the change (409).
     #[error("{0}")]
     Conflict(String),
+    /// The request (its body included) was not handled in time (408).
+    #[error("{0}")]
+    Timeout(String),
+    /// Too many at once: event streams over their cap (429).
+    #[error("{0}")]
+    TooMany(String),
     /// The body is larger than the API accepts (413).
     #[error("{0}")]
     TooLarge(String),
@@ -97,6 +103,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

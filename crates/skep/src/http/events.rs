@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 use skep_api::{BulkJob, FileCounts, PageCounts, Phase, ReplicaStatus};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::extract::Path;
@@ -42,7 +44,7 @@ pub(super) fn routes(api: Api) -> Api {
         )
         .tag("events")
         .answer(Answer::EventStream)
-        .errors(&[503]),
+        .errors(&[429, 503]),
         get(all_events),
     )
     .add(
@@ -55,7 +57,7 @@ pub(super) fn routes(api: Api) -> Api {
         .tag("jobs")
         .param(path("name", "The job's metadata.name", super::jobs::name_schema()))
         .answer(Answer::EventStream)
-        .errors(&[404, 503]),
+        .errors(&[404, 429, 503]),
         get(job_events),
     )
 }
@@ -177,45 +179,192 @@ fn event(name: &str, data: &impl Serialize) -> Event {
         .unwrap_or_else(|_| Event::default().event("error").data("cannot encode"))
 }
 
-/// The stream behind both routes: `only` narrows it to one job.
-fn stream(state: ApiState, only: Option<String>, with_swarm: bool) -> impl Stream<Item = Result<Event, Infallible>> {
-    async_stream(move |tx| async move {
+/// Default `--api-max-streams`.
+pub const DEFAULT_MAX_STREAMS: usize = 256;
+/// Default `--api-max-streams-per-token`.
+pub const DEFAULT_MAX_STREAMS_PER_TOKEN: usize = 32;
+
+/// One reading of every job's progress, shared by every stream.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// When the store was read.
+    at: Instant,
+    progress: Result<Vec<Progress>, String>,
+}
+
+/// The jobs feed: one producer reads the store once per [`TICK`] while
+/// anyone listens, and every stream watches its latest reading (a stream
+/// that falls behind skips to the newest; nothing piles up). Also the
+/// count of open streams, capped globally and per token.
+pub struct Feed {
+    tx: tokio::sync::watch::Sender<Option<Arc<Snapshot>>>,
+    /// Whether the producer runs; changed only under this lock, together
+    /// with subscribing, so a new stream never misses a stopping producer.
+    running: Mutex<bool>,
+    streams: Mutex<(usize, HashMap<u64, usize>)>,
+    max_streams: usize,
+    max_per_token: usize,
+}
+
+impl Feed {
+    pub fn new(max_streams: usize, max_per_token: usize) -> Self {
+        Self {
+            tx: tokio::sync::watch::channel(None).0,
+            running: Mutex::new(false),
+            streams: Mutex::new((0, HashMap::new())),
+            max_streams: max_streams.max(1),
+            max_per_token: max_per_token.max(1),
+        }
+    }
+
+    /// Takes a stream slot for `token` (a key of the caller's token; `None`
+    /// without auth), or says why not.
+    fn open(self: &Arc<Self>, token: Option<u64>) -> Result<StreamSlot, ApiError> {
+        let mut s = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if s.0 >= self.max_streams {
+            return Err(ApiError::TooMany(format!(
+                "{} event streams are open, the most this server allows; close one or raise --api-max-streams",
+                self.max_streams
+            )));
+        }
+        if let Some(k) = token {
+            let n = s.1.entry(k).or_default();
+            if *n >= self.max_per_token {
+                return Err(ApiError::TooMany(format!(
+                    "this token has {} event streams open, the most allowed per token (--api-max-streams-per-token)",
+                    self.max_per_token
+                )));
+            }
+            *n += 1;
+        }
+        s.0 += 1;
+        Ok(StreamSlot {
+            feed: self.clone(),
+            token,
+        })
+    }
+
+    /// Open event streams.
+    pub fn open_streams(&self) -> usize {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// A receiver of the feed; starts the producer when none runs.
+    fn subscribe(self: &Arc<Self>, state: &ApiState) -> tokio::sync::watch::Receiver<Option<Arc<Snapshot>>> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = self.tx.subscribe();
+        if !*running {
+            *running = true;
+            let feed = self.clone();
+            let state = state.clone();
+            tokio::spawn(async move { feed.produce(state).await }.instrument(tracing::debug_span!("events_feed")));
+        }
+        rx
+    }
+
+    /// Reads the store every tick while anyone listens, until shutdown.
+    async fn produce(self: Arc<Self>, state: ApiState) {
         let mut rates = Rates::default();
+        loop {
+            {
+                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                if self.tx.receiver_count() == 0 || state.shutdown().is_cancelled() {
+                    *running = false;
+                    return;
+                }
+            }
+            let now = Instant::now();
+            let progress = match bounded("the store", state.store().list_jobs()).await {
+                Ok(jobs) => rates.progress(&state, jobs, now).await,
+                Err(e) => Err(e),
+            };
+            let snap = Snapshot {
+                at: now,
+                progress: progress.map_err(|e| e.to_string()),
+            };
+            self.tx.send_replace(Some(Arc::new(snap)));
+            tokio::select! {
+                _ = state.shutdown().cancelled() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+}
+
+/// An open stream's place in the count; given back when dropped.
+struct StreamSlot {
+    feed: Arc<Feed>,
+    token: Option<u64>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut s = self.feed.streams.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 = s.0.saturating_sub(1);
+        if let Some(k) = self.token
+            && let Some(n) = s.1.get_mut(&k)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.1.remove(&k);
+            }
+        }
+    }
+}
+
+/// A key for the caller's token (the route's auth has accepted it).
+fn token_key(headers: &axum::http::HeaderMap) -> Option<u64> {
+    use sha2::Digest;
+    let h = super::bearer_header(headers)?;
+    let d = sha2::Sha256::digest(h.as_bytes());
+    Some(u64::from_le_bytes(d[..8].try_into().ok()?))
+}
+
+/// The stream behind both routes: `only` narrows it to one job.
+fn stream(
+    state: ApiState,
+    slot: StreamSlot,
+    only: Option<String>,
+    with_swarm: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let mut feed = state.feed().subscribe(&state);
+    async_stream(move |tx| async move {
+        let _slot = slot;
+        let opened = Instant::now();
         let mut last_jobs: Option<Vec<Progress>> = None;
         let mut last_swarm: Option<serde_json::Value> = None;
         let mut next_swarm = Instant::now();
         loop {
-            let now = Instant::now();
-            let jobs = match &only {
-                Some(name) => bounded("the store", state.store().get_job(name))
-                    .await
-                    .map(|j| j.into_iter().collect::<Vec<_>>()),
-                None => bounded("the store", state.store().list_jobs()).await,
-            };
-            let progress = match jobs {
-                Ok(jobs) => rates.progress(&state, jobs, now).await,
-                Err(e) => Err(e),
-            };
-            match progress {
-                Ok(p) => {
-                    let gone = only.is_some() && p.is_empty();
-                    if last_jobs.as_ref() != Some(&p) {
-                        if tx.send(event("jobs", &p)).await.is_err() {
+            let snap = feed.borrow_and_update().clone();
+            if let Some(snap) = snap {
+                match &snap.progress {
+                    Ok(all) => {
+                        let p: Vec<Progress> = match &only {
+                            Some(name) => all.iter().filter(|p| &p.name == name).cloned().collect(),
+                            None => all.clone(),
+                        };
+                        // NB: a reading older than this stream may predate
+                        // the job: only a newer one can say it is gone.
+                        let gone = only.is_some() && p.is_empty() && snap.at >= opened;
+                        if !gone && last_jobs.as_ref() != Some(&p) {
+                            if tx.send(event("jobs", &p)).await.is_err() {
+                                return;
+                            }
+                            last_jobs = Some(p);
+                        }
+                        if gone {
+                            let _ = tx.send(event("deleted", &json!({"name": only}))).await;
                             return;
                         }
-                        last_jobs = Some(p);
                     }
-                    if gone {
-                        let _ = tx.send(event("deleted", &json!({"name": only}))).await;
-                        return;
-                    }
-                }
-                Err(e) => {
-                    if tx.send(event("error", &json!({"error": e.to_string()}))).await.is_err() {
-                        return;
+                    Err(e) => {
+                        if tx.send(event("error", &json!({"error": e}))).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
+            let now = Instant::now();
             if with_swarm && now >= next_swarm {
                 next_swarm = now + SWARM_EVERY;
                 // NB: a little under the period, so this stream's own
@@ -228,37 +377,50 @@ fn stream(state: ApiState, only: Option<String>, with_swarm: bool) -> impl Strea
                     last_swarm = Some(snap);
                 }
             }
+            let swarm_due = tokio::time::sleep_until(if with_swarm {
+                next_swarm
+            } else {
+                now + SWARM_EVERY * 100
+            });
             tokio::select! {
                 _ = state.shutdown().cancelled() => return,
                 _ = tx.closed() => return,
-                _ = tokio::time::sleep(TICK) => {}
+                changed = feed.changed() => if changed.is_err() { return },
+                _ = swarm_due => {}
             }
         }
     })
 }
 
 /// A stream fed by `body` through a small bounded channel: a slow client
-/// holds the producer back instead of piling events up.
+/// holds its own sender back (it skips to the feed's newest reading)
+/// instead of piling events up.
 fn async_stream<F, Fut>(body: F) -> impl Stream<Item = Result<Event, Infallible>>
 where
     F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(body(tx));
+    tokio::spawn(body(tx).instrument(tracing::debug_span!("event_stream")));
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
 }
 
-async fn all_events(State(state): State<ApiState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    Sse::new(stream(state, None, true)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+async fn all_events(
+    State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = state.feed().open(token_key(&headers))?;
+    Ok(Sse::new(stream(state, slot, None, true)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 async fn job_events(
     State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     super::jobs::get_job(&state, &name).await?;
-    Ok(Sse::new(stream(state, Some(name), false)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let slot = state.feed().open(token_key(&headers))?;
+    Ok(Sse::new(stream(state, slot, Some(name), false)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[cfg(test)]

@@ -11,10 +11,11 @@
 pub mod auth;
 mod dashboard;
 pub mod error;
-mod events;
+pub mod events;
 mod extract;
 mod jobs;
 pub mod openapi;
+pub mod server;
 mod stack;
 mod swarm;
 
@@ -37,6 +38,7 @@ use crate::store::Store;
 use auth::{Auth, Scope};
 use error::ApiError;
 
+pub use server::Limits;
 pub use swarm::Docker;
 
 /// Bodies larger than this are refused with 413 (a BulkJob or a compose
@@ -68,6 +70,9 @@ struct Inner {
     scopes: HashMap<(Method, String), Scope>,
     openapi: String,
     ready: Readiness,
+    limits: Limits,
+    /// The jobs feed of the event streams.
+    feed: Arc<events::Feed>,
     /// Cancelled when the server shuts down: ends the event streams.
     shutdown: CancellationToken,
     /// The last swarm overview and when it was read: every event stream
@@ -96,6 +101,10 @@ impl ApiState {
         &self.0.shutdown
     }
 
+    pub(crate) fn feed(&self) -> &Arc<events::Feed> {
+        &self.0.feed
+    }
+
     /// The swarm overview, read from Docker at most once per `max_age`
     /// whatever the number of callers (they wait for one read). A failure
     /// is the overview `{"error": …}`.
@@ -122,6 +131,7 @@ pub struct ServerParts {
     pub metrics: Metrics,
     pub auth: Auth,
     pub ready: Readiness,
+    pub limits: Limits,
     pub shutdown: CancellationToken,
 }
 
@@ -196,6 +206,11 @@ pub fn router(parts: ServerParts) -> Router {
         scopes: openapi::scopes(&routes),
         openapi,
         ready: parts.ready,
+        limits: parts.limits,
+        feed: Arc::new(events::Feed::new(
+            parts.limits.max_streams,
+            parts.limits.max_streams_per_token,
+        )),
         shutdown: parts.shutdown,
         swarm_overview: tokio::sync::Mutex::new(None),
     }));
@@ -210,17 +225,22 @@ pub fn router(parts: ServerParts) -> Router {
         .merge(dashboard::routes())
         .merge(api_router)
         .fallback(no_such_route)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_deadline))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown`, then finishes the requests
-/// in flight (event streams end with the same token).
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+/// Serves `app` on `listener` within `limits` until `shutdown` (see
+/// [`server`]).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    server::serve(listener, app, limits, metrics, shutdown).await
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -269,14 +289,44 @@ async fn count_requests(State(state): State<ApiState>, req: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let started = std::time::Instant::now();
     let res = next.run(req).await;
     state
         .0
         .metrics
-        .observe_http(method.as_str(), &route, res.status().as_u16(), started.elapsed());
+        .observe_http(method, &route, res.status().as_u16(), started.elapsed());
     res
+}
+
+/// The method as a metrics label: one of the standard methods or `other`
+/// (hyper accepts any token as a method; a label per made-up method would
+/// grow `/metrics` without bound).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Bounds a handler, reading its body included, by the request timeout:
+/// a body dripped slowly or a stuck handler answers 408 and frees the
+/// connection. Event streams return their head at once and then stream
+/// under the connection's idle timeout.
+async fn request_deadline(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let limit = state.0.limits.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::Timeout(format!("the request was not handled within {}s", limit.as_secs())).into_response(),
+    }
 }
 
 async fn livez() -> &'static str {
@@ -312,6 +362,17 @@ async fn openapi_json(State(state): State<ApiState>) -> Response {
         state.0.openapi.clone(),
     )
         .into_response()
+}
+
+/// Runs `parse` (YAML or JSON parsing of a body, CPU-bound) on the
+/// blocking pool, so that a costly body cannot stall the async threads
+/// that answer everyone else (`/livez` included).
+pub(crate) async fn off_the_runtime<T: Send + 'static>(
+    parse: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(parse)
+        .await
+        .map_err(|e| ApiError::Internal(format!("parsing stopped: {e}")))?
 }
 
 /// Runs `fut` (a store or Docker call) with [`CALL_TIMEOUT`].

@@ -223,7 +223,9 @@ fn reason(status: u16) -> &'static str {
         403 => "The token lacks the scope",
         404 => "Not found",
         409 => "Conflict with the current state or version",
+        408 => "The request was not handled within the request timeout",
         413 => "Body too large",
+        429 => "Too many event streams open",
         503 => "Docker or the store cannot be reached",
         _ => "See the error message",
     }
@@ -267,7 +269,7 @@ pub fn document(routes: &[RouteDoc], components: Map<String, Value>) -> Value {
             responses.insert(s.to_string(), other);
         }
         responses.insert(r.success.to_string(), ok);
-        let mut statuses = vec![400, 401, 403];
+        let mut statuses = vec![400, 401, 403, 408];
         statuses.extend_from_slice(r.errors);
         if r.body.is_some() {
             statuses.push(413);

@@ -288,8 +288,16 @@ async fn deploy(
     Body(body): Body,
 ) -> ApiResult<Deployed> {
     check_stack_name(&stack, STACK_NAME_MAX)?;
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the compose file is not UTF-8 text"))?;
-    let specs = compose::service_specs(&stack, text)?;
+    let specs = {
+        let stack = stack.clone();
+        super::off_the_runtime(move || {
+            let text =
+                std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the compose file is not UTF-8 text"))?;
+            skep_api::check_depth(text, skep_api::MAX_DEPTH).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Ok(compose::service_specs(&stack, text)?)
+        })
+        .await?
+    };
     let d = connect(&state).await?;
     let existing: HashMap<String, Service> = d
         .services(HashMap::new())

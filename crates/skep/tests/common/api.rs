@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use skep::http::auth::{Auth, Tokens};
-use skep::http::{Docker, Readiness, ServerParts};
+use skep::http::{Docker, Limits, Readiness, ServerParts};
 use skep::metrics::Metrics;
 use skep::store::Store;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,10 @@ impl ApiServer {
     }
 
     pub async fn start_with(store: Arc<dyn Store>, docker: Docker) -> Self {
+        Self::start_limited(store, docker, Limits::default()).await
+    }
+
+    pub async fn start_limited(store: Arc<dyn Store>, docker: Docker, limits: Limits) -> Self {
         let tokens = Tokens::parse(&format!("{READ_TOKEN} read\n{ADMIN_TOKEN} admin\n")).expect("tokens");
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new();
@@ -68,11 +72,18 @@ impl ApiServer {
             metrics: metrics.clone(),
             auth: Auth::Tokens(tokens),
             ready: ready.clone(),
+            limits,
             shutdown: shutdown.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(skep::http::serve(listener, app, shutdown.clone()));
+        tokio::spawn(skep::http::serve(
+            listener,
+            app,
+            limits,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         Self {
             base,
             client: reqwest::Client::new(),
