@@ -56,7 +56,7 @@ trap cleanup EXIT
 admin="schemathesis-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s admin\n' "$admin" >"$work/tokens"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$bin" --store "sqlite:$work/skep.db" controller --api-only --listen "127.0.0.1:$port" \
+"$bin" --store "sqlite:$work/skep.db" controller --api-only --allow-any-path --listen "127.0.0.1:$port" \
   --api-tokens-file "$work/tokens" >"$artifacts/schemathesis-controller.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do

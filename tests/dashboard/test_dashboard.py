@@ -277,7 +277,8 @@ spec:
         with controller_log.open("wb") as out:
             controller = subprocess.Popen(
                 [str(skep), "--store", f"sqlite:{work / 'skep.db'}", "controller",
-                 "--listen", f"127.0.0.1:{port}", "--api-tokens-file", str(work / "tokens"), "--workers", "1"],
+                 "--listen", f"127.0.0.1:{port}", "--api-tokens-file", str(work / "tokens"), "--workers", "1",
+                 "--allow-path", str(work)],
                 cwd=work, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
 

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod controller;
 pub mod http;
 pub mod metrics;
+pub mod paths;
 pub mod runtime;
 pub mod store;

@@ -166,6 +166,8 @@ pub struct ControllerArgs {
     pub queue: QueueArgs,
     #[command(flatten)]
     pub api: ApiArgs,
+    #[command(flatten)]
+    pub paths: PathArgs,
     /// Seconds between full resyncs.
     #[arg(long, env = "SKEP_RESYNC_SECONDS", default_value_t = crate::controller::DEFAULT_RESYNC.as_secs())]
     pub resync_seconds: u64,
@@ -251,6 +253,47 @@ impl ApiArgs {
             max_streams: self.api_max_streams,
             max_streams_per_token: self.api_max_streams_per_token,
         })
+    }
+}
+
+/// Which folders jobs may read and write.
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    /// A folder jobs may use as source or output (repeat; SKEP_ALLOW_PATHS
+    /// takes a colon-separated list). A job whose source or output is
+    /// elsewhere (symlinks resolved) is refused over the API (400) and
+    /// failed by the controller (PathNotAllowed) without being touched.
+    #[arg(long = "allow-path", env = "SKEP_ALLOW_PATHS", value_delimiter = ':')]
+    pub allow_paths: Vec<PathBuf>,
+    /// Let jobs use any folder this process can reach, as root if it runs
+    /// as root: only where every admin token holder may read and write the
+    /// whole host.
+    #[arg(long, env = "SKEP_ALLOW_ANY_PATH", conflicts_with = "allow_paths")]
+    pub allow_any_path: bool,
+}
+
+impl PathArgs {
+    pub fn policy(&self) -> Result<crate::paths::PathPolicy, CliError> {
+        if self.allow_any_path {
+            tracing::warn!(
+                "--allow-any-path: jobs may read and write any folder this process can reach; \
+                 anyone with an admin token can read files anywhere on this host"
+            );
+            return Ok(crate::paths::PathPolicy::Any);
+        }
+        let roots: Vec<PathBuf> = self
+            .allow_paths
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .cloned()
+            .collect();
+        if roots.is_empty() {
+            tracing::warn!(
+                "no --allow-path: every job with a source folder will be refused; \
+                 give --allow-path DIR (or SKEP_ALLOW_PATHS) for the folders jobs may use"
+            );
+        }
+        crate::paths::PathPolicy::under(&roots).map_err(|e| CliError::invalid(format!("--allow-path: {e}")))
     }
 }
 

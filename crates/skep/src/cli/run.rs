@@ -225,8 +225,9 @@ fn swarm_config(args: &SwarmArgs, queue: String) -> Result<SwarmConfig, CliError
 }
 
 pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult {
+    let paths = args.paths.policy()?;
     if args.api.api_only {
-        return api_only(global, &args.api).await;
+        return api_only(global, &args.api, paths).await;
     }
     let (raw_queue, queue_url) = queue_url(&args.queue)?;
     let swarm = match args.runtime {
@@ -264,6 +265,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
                 store.clone(),
                 metrics.clone(),
                 ready.clone(),
+                paths.clone(),
                 shutdown.clone(),
             )
             .await?,
@@ -282,6 +284,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         scale_down_cooldown: Duration::from_secs(args.scale_down_cooldown_seconds),
         default_output_root: std::env::current_dir().unwrap_or_default().join("skep-output"),
         metrics,
+        paths,
         ..ControllerConfig::default()
     };
     let backend = runtime.backend();
@@ -307,7 +310,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
 
 /// `skep controller --api-only`: the HTTP server on the store, no
 /// reconciling, until Ctrl-C.
-async fn api_only(global: &GlobalArgs, api: &super::ApiArgs) -> CliResult {
+async fn api_only(global: &GlobalArgs, api: &super::ApiArgs, paths: crate::paths::PathPolicy) -> CliResult {
     let Some(addr) = &api.listen else {
         return Err(CliError::invalid("--api-only needs --listen"));
     };
@@ -315,7 +318,7 @@ async fn api_only(global: &GlobalArgs, api: &super::ApiArgs) -> CliResult {
     let shutdown = super::shutdown_on_signals();
     let ready = crate::http::Readiness::default();
     ready.set(true);
-    let server = start_http(addr, api, store, crate::metrics::Metrics::new(), ready, shutdown).await?;
+    let server = start_http(addr, api, store, crate::metrics::Metrics::new(), ready, paths, shutdown).await?;
     tracing::info!("serving the API only (--api-only): this process does not reconcile");
     server_ended(server)
         .await
@@ -341,6 +344,7 @@ async fn start_http(
     store: Arc<dyn Store>,
     metrics: crate::metrics::Metrics,
     ready: crate::http::Readiness,
+    paths: crate::paths::PathPolicy,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, CliError> {
     use crate::http::auth::{Auth, Tokens};
@@ -373,6 +377,7 @@ async fn start_http(
         auth,
         ready,
         limits,
+        paths,
         shutdown: shutdown.clone(),
     });
     tracing::info!(listen = %local, ?limits, "serving the API, dashboard and metrics");

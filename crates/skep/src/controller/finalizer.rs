@@ -19,9 +19,12 @@ pub async fn cleanup(ctx: &Context, job: &BulkJob) -> Result<Action> {
     scaling::reconcile_pool(ctx, &job.spec.scaling.pool, true).await?;
     let purged = ctx.store_call(ctx.store.delete_tasks(job.uid())).await?;
     // Artefacts staged for files that never landed go too; landed outputs
-    // stay, as on a finished job.
-    let paths = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root);
-    let _ = tokio::task::spawn_blocking(move || super::landing::remove_staging(&paths)).await;
+    // stay, as on a finished job. Never in a folder the controller may not
+    // touch.
+    if super::reconcile::paths_allowed(ctx, job).await?.is_ok() {
+        let paths = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root);
+        let _ = tokio::task::spawn_blocking(move || super::landing::remove_staging(&paths)).await;
+    }
     ctx.store_call(ctx.store.remove_finalizer(job.name(), job.uid()))
         .await?;
     info!(job = job.name(), purged, "job cleaned up and deleted");

@@ -76,6 +76,8 @@ pub struct ControllerConfig {
     pub default_output_root: PathBuf,
     /// Where the controller's metrics go (shared with its HTTP server).
     pub metrics: Metrics,
+    /// Which folders jobs may read and write (`--allow-path`).
+    pub paths: crate::paths::PathPolicy,
 }
 
 impl Default for ControllerConfig {
@@ -91,6 +93,7 @@ impl Default for ControllerConfig {
             holder: default_holder(),
             default_output_root: PathBuf::from("skep-output"),
             metrics: Metrics::new(),
+            paths: crate::paths::PathPolicy::Any,
         }
     }
 }

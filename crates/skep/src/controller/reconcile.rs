@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use skep_api::{BulkJob, BulkJobStatus, ConditionStatus, FileCounts, Phase, RETRY_ANNOTATION, condition};
 use tracing::info;
 
-use super::{Action, Context, Key, Result, assemble, dispatch, finalizer, landing, output, scaling, scan};
+use super::{Action, Context, Error, Key, Result, assemble, dispatch, finalizer, landing, output, scaling, scan};
 
 pub async fn reconcile_job(ctx: &Context, name: &str) -> Result<Action> {
     let Some(job) = ctx.store_call(ctx.store.get_job(name)).await? else {
@@ -54,6 +54,11 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
     {
         let msg = format!("the job ran longer than activeDeadlineSeconds ({limit})");
         return finish(ctx, job, status, Phase::Failed, "DeadlineExceeded", msg, now).await;
+    }
+    // NB: every time, not only before the scan: a folder swapped for a
+    // symlink mid-job is caught here, before the next write.
+    if let Err(refused) = paths_allowed(ctx, job).await? {
+        return refuse(job, status, "PathNotAllowed", refused.0, now);
     }
     if !status.is_true(condition::SCANNED) {
         match scan::scan_job(ctx, job).await? {
@@ -207,6 +212,47 @@ fn merge_nodes(into: &mut Vec<String>, nodes: &[String]) {
         }
     }
     into.sort();
+}
+
+/// Whether the job's folders are allowed (the filesystem is read on the
+/// blocking pool).
+pub(super) async fn paths_allowed(
+    ctx: &Context,
+    job: &BulkJob,
+) -> Result<std::result::Result<(), crate::paths::PathRefused>> {
+    let policy = ctx.cfg.paths.clone();
+    if matches!(policy, crate::paths::PathPolicy::Any) {
+        return Ok(Ok(()));
+    }
+    let job = job.clone();
+    tokio::task::spawn_blocking(move || policy.check_job(&job))
+        .await
+        .map_err(|e| Error::TaskEnded(e.to_string()))
+}
+
+/// Fails the job without touching its folders: no outputs are written
+/// (they may be where the controller must not write).
+fn refuse(
+    job: &BulkJob,
+    status: &mut BulkJobStatus,
+    reason: &str,
+    message: String,
+    now: DateTime<Utc>,
+) -> Result<Action> {
+    tracing::warn!(job = job.name(), reason, %message, "job refused");
+    status.phase = Phase::Failed;
+    status.completion_time = Some(now);
+    status.replicas.desired = 0;
+    status.replicas.running = 0;
+    status.set_condition(
+        condition::PROGRESSING,
+        ConditionStatus::False,
+        reason,
+        message.clone(),
+        now,
+    );
+    status.set_condition(condition::FAILED, ConditionStatus::True, reason, message, now);
+    Ok(Action::await_change())
 }
 
 /// Writes the outputs and the final status. Safe to repeat: the phase only

@@ -256,12 +256,15 @@ struct Applied {
 /// Applies a BulkJob. A `metadata.generation` in the body is an
 /// optimistic-concurrency check: 409 unless it is the stored generation.
 async fn apply(state: axum::extract::State<ApiState>, Body(body): Body) -> ApiResult<Applied> {
+    let paths = state.paths().clone();
     let job = super::off_the_runtime(move || {
         let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-        skep_api::parse_job(text).map_err(|e| ApiError::bad_request(e.to_string()))
+        let job = skep_api::parse_job(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        check_absolute(&job)?;
+        paths.check_job(&job).map_err(|e| ApiError::bad_request(e.0))?;
+        Ok(job)
     })
     .await?;
-    check_absolute(&job)?;
     if let Some(expected) = job.metadata.generation {
         let current = bounded("the store", state.store().get_job(job.name())).await?;
         let have = current.as_ref().map_or(0, BulkJob::generation);

@@ -71,6 +71,8 @@ struct Inner {
     openapi: String,
     ready: Readiness,
     limits: Limits,
+    /// Which folders jobs may name.
+    paths: crate::paths::PathPolicy,
     /// The jobs feed of the event streams.
     feed: Arc<events::Feed>,
     /// Cancelled when the server shuts down: ends the event streams.
@@ -99,6 +101,10 @@ impl ApiState {
 
     pub fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
+    }
+
+    pub(crate) fn paths(&self) -> &crate::paths::PathPolicy {
+        &self.0.paths
     }
 
     pub(crate) fn feed(&self) -> &Arc<events::Feed> {
@@ -132,6 +138,7 @@ pub struct ServerParts {
     pub auth: Auth,
     pub ready: Readiness,
     pub limits: Limits,
+    pub paths: crate::paths::PathPolicy,
     pub shutdown: CancellationToken,
 }
 
@@ -207,6 +214,7 @@ pub fn router(parts: ServerParts) -> Router {
         openapi,
         ready: parts.ready,
         limits: parts.limits,
+        paths: parts.paths,
         feed: Arc::new(events::Feed::new(
             parts.limits.max_streams,
             parts.limits.max_streams_per_token,

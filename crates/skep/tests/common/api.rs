@@ -62,6 +62,15 @@ impl ApiServer {
     }
 
     pub async fn start_limited(store: Arc<dyn Store>, docker: Docker, limits: Limits) -> Self {
+        Self::start_opts(store, docker, limits, skep::paths::PathPolicy::Any).await
+    }
+
+    pub async fn start_opts(
+        store: Arc<dyn Store>,
+        docker: Docker,
+        limits: Limits,
+        paths: skep::paths::PathPolicy,
+    ) -> Self {
         let tokens = Tokens::parse(&format!("{READ_TOKEN} read\n{ADMIN_TOKEN} admin\n")).expect("tokens");
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new();
@@ -73,6 +82,7 @@ impl ApiServer {
             auth: Auth::Tokens(tokens),
             ready: ready.clone(),
             limits,
+            paths,
             shutdown: shutdown.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
