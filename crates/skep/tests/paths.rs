@@ -149,3 +149,92 @@ async fn the_controller_fails_a_stored_job_outside_the_allowed_folders_without_t
         "the file is untouched"
     );
 }
+
+#[tokio::test]
+async fn output_writes_follow_no_planted_symlink() {
+    let (root, ws) = folders();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&ws.path().join("skep.db")).await.expect("store"));
+    let victim = root.path().join("victim");
+    std::fs::write(&victim, b"keep me").expect("victim");
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("elsewhere");
+    // Planted before the job: links at the temporary and final names of
+    // results.jsonl, and a `text` folder that leads elsewhere.
+    let out = ws.path().join("out");
+    std::fs::create_dir_all(&out).expect("out");
+    std::os::unix::fs::symlink(&victim, out.join("results.jsonl.tmp-skep")).expect("link");
+    std::os::unix::fs::symlink(&victim, out.join("results.jsonl")).expect("link");
+    std::os::unix::fs::symlink(&elsewhere, out.join("text")).expect("link");
+    let mut spec = BulkJobSpec::for_path(ws.path().join("pages").to_str().expect("utf-8"));
+    spec.output.path = Some(out.to_str().expect("utf-8").to_owned());
+    store.apply_job(BulkJob::new("planted", spec)).await.expect("apply");
+
+    let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
+    let runtime: Arc<dyn Runtime> = Arc::new(LocalRuntime::new(queue.clone(), 1));
+    let cfg = ControllerConfig {
+        running_requeue: Duration::from_millis(300),
+        resync: Duration::from_secs(1),
+        scale_down_cooldown: Duration::ZERO,
+        default_output_root: ws.path().join("default-out"),
+        paths: PathPolicy::under(&[ws.path().to_path_buf()]).expect("policy"),
+        ..ControllerConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let c = Controller::start(store.clone(), queue, runtime, cfg, stop.clone(), |_| {})
+        .await
+        .expect("start")
+        .expect("lease");
+    let controller = tokio::spawn(c.wait());
+    let phase = || async {
+        store
+            .get_job("planted")
+            .await
+            .expect("get")
+            .expect("job")
+            .status()
+            .phase
+    };
+
+    // Every file is read, but the outputs cannot be written through the
+    // `text` link: the job does not finish, and nothing lands elsewhere.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(!phase().await.is_finished(), "finished while text/ was a symlink");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).expect("elsewhere").count(),
+        0,
+        "nothing written through the link"
+    );
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"keep me");
+
+    // Once the link is gone the job finishes on its own.
+    std::fs::remove_file(out.join("text")).expect("unlink");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !phase().await.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job did not finish after the link went"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    controller.await.expect("join").expect("controller");
+    assert_eq!(phase().await, Phase::Succeeded);
+    assert_eq!(
+        std::fs::read(&victim).expect("victim"),
+        b"keep me",
+        "the planted links were not written through"
+    );
+    assert!(
+        !out.join("results.jsonl").is_symlink(),
+        "results.jsonl replaced the link"
+    );
+    assert!(
+        std::fs::read_to_string(out.join("results.jsonl"))
+            .expect("results")
+            .lines()
+            .count()
+            == 2
+    );
+    assert!(out.join("text").is_dir() && !out.join("text").is_symlink());
+    assert_eq!(std::fs::read_dir(&elsewhere).expect("elsewhere").count(), 0);
+}

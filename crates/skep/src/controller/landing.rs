@@ -25,6 +25,8 @@ use skep_api::{Artefact, BulkJob, FailureReason, PageRange, STAGED_TEXT_FILE};
 use skep_doc::layout::{alto, hocr, tsv};
 use skep_doc::process::{self, Limits};
 
+use super::safe_fs::{self, SafeDir};
+
 /// Where a job reads and writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobPaths {
@@ -113,16 +115,26 @@ pub fn is_plain_relative(rel: &str) -> bool {
 /// user, so it is open to every user for creating folders (`1733`: write
 /// and enter, no listing, sticky: nobody removes another's folder), like
 /// `/tmp` without the listing.
-pub fn make_staging(staging: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(staging)?;
-    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o1733))
+/// Made through the output folder without following a symlink below it.
+pub fn make_staging(paths: &JobPaths) -> std::io::Result<()> {
+    let rel = paths
+        .staging
+        .strip_prefix(&paths.output)
+        .map_err(std::io::Error::other)?;
+    SafeDir::open(&paths.output, rel)?.set_mode(0o1733)
 }
 
 /// Reads a staged long text.
 pub fn read_staged_text(paths: &JobPaths, name: &str) -> Result<String, LandError> {
     let path = paths.staged(name)?.join(STAGED_TEXT_FILE);
-    let file = std::fs::File::open(&path).map_err(|e| LandError::io("cannot read", &path, &e))?;
+    let file = match safe_fs::open_staged(&path) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+            return Err(LandError::io("cannot read", &path, &e));
+        }
+        Err(e) => return Err(LandError::new(FailureReason::BadMessage, e.to_string())),
+    };
     let mut text = String::new();
     use std::io::Read;
     file.take(MAX_STAGED_TEXT + 1)
@@ -185,6 +197,7 @@ pub fn land(
         let target = paths.final_path(*artefact, rel);
         match artefact {
             Artefact::Hocr => join_fragments(
+                &paths.output,
                 &dirs,
                 artefact.staged_name(),
                 &target,
@@ -192,23 +205,47 @@ pub fn land(
                 hocr::footer(),
             )?,
             Artefact::Alto => join_fragments(
+                &paths.output,
                 &dirs,
                 artefact.staged_name(),
                 &target,
                 &alto::header(rel),
                 alto::footer(),
             )?,
-            Artefact::Tsv => join_fragments(&dirs, artefact.staged_name(), &target, tsv::header(), "")?,
+            Artefact::Tsv => join_fragments(&paths.output, &dirs, artefact.staged_name(), &target, tsv::header(), "")?,
             Artefact::Pdf => land_pdf(paths, rel, &dirs, turned, &target, deadline)?,
         }
     }
     Ok(())
 }
 
+/// The staged files `name` of `dirs` that exist, opened without following
+/// symlinks (workers, and anyone who can write the staging folder, put
+/// them there).
+fn open_parts(dirs: &[PathBuf], name: &str) -> Result<Vec<std::fs::File>, LandError> {
+    let mut parts = Vec::new();
+    for d in dirs {
+        let p = d.join(name);
+        match safe_fs::open_staged(&p) {
+            Ok(Some(f)) => parts.push(f),
+            Ok(None) => {}
+            Err(e) => return Err(LandError::new(FailureReason::BadMessage, e.to_string())),
+        }
+    }
+    Ok(parts)
+}
+
 /// `header`, each folder's `name` in order, `footer`, into `target`; does
 /// nothing when no folder holds `name` (the format did not apply).
-fn join_fragments(dirs: &[PathBuf], name: &str, target: &Path, header: &str, footer: &str) -> Result<(), LandError> {
-    let parts: Vec<PathBuf> = dirs.iter().map(|d| d.join(name)).filter(|p| p.is_file()).collect();
+fn join_fragments(
+    root: &Path,
+    dirs: &[PathBuf],
+    name: &str,
+    target: &Path,
+    header: &str,
+    footer: &str,
+) -> Result<(), LandError> {
+    let parts = open_parts(dirs, name)?;
     if parts.is_empty() {
         return Ok(());
     }
@@ -218,10 +255,9 @@ fn join_fragments(dirs: &[PathBuf], name: &str, target: &Path, header: &str, foo
             format!("{name} is missing from some of the file's ranges"),
         ));
     }
-    write_new(target, |out| {
+    write_new(root, target, |out| {
         out.write_all(header.as_bytes())?;
-        for p in &parts {
-            let mut f = std::fs::File::open(p)?;
+        for mut f in parts {
             std::io::copy(&mut f, out)?;
         }
         out.write_all(footer.as_bytes())
@@ -236,28 +272,25 @@ fn land_pdf(
     target: &Path,
     deadline: Instant,
 ) -> Result<(), LandError> {
-    let pages: Vec<PathBuf> = dirs
-        .iter()
-        .map(|d| d.join(Artefact::Pdf.staged_name()))
-        .filter(|p| p.is_file())
-        .collect();
-    let layers: Vec<PathBuf> = dirs
-        .iter()
-        .map(|d| d.join(LAYER_FILE))
-        .filter(|p| p.is_file())
-        .collect();
+    let pages = open_parts(dirs, Artefact::Pdf.staged_name())?;
+    let layers = open_parts(dirs, LAYER_FILE)?;
+    // NB: helpers read the staged files through their open descriptors and
+    // write into the target's folder through its descriptor: no name is
+    // looked up again after it was checked.
+    let (folder, name) =
+        SafeDir::parent_of(&paths.output, target).map_err(|e| LandError::io("cannot create", target, &e))?;
     if !pages.is_empty() {
         if pages.len() != dirs.len() {
             return Err(LandError::new(FailureReason::Engine, "a range's PDF pages are missing"));
         }
         if let [one] = pages.as_slice() {
-            // NB: staged and final folders share the output folder's file
-            // system, so the rename is atomic.
-            prepare_parent(target)?;
-            return std::fs::rename(one, target).map_err(|e| LandError::io("cannot move to", target, &e));
+            let mut one = one;
+            return write_into(&folder, &name, target, |out| std::io::copy(&mut one, out).map(|_| ()));
         }
-        let tmp = temp_beside(target)?;
-        return qpdf(&concat_args(&pages, &tmp), &tmp, deadline).and_then(|()| rename(&tmp, target));
+        let tmp = SafeDir::temp_name(&name);
+        let inputs: Vec<PathBuf> = pages.iter().map(safe_fs::fd_path).collect();
+        let out = folder.join(&tmp);
+        return qpdf(&concat_args(&inputs, &out), &out, deadline).and_then(|()| commit(&folder, &tmp, &name, target));
     }
     if layers.is_empty() {
         return Ok(());
@@ -270,18 +303,19 @@ fn land_pdf(
         // NB: Debian 12's qpdf (11.3) takes one --underlay per run, so the
         // ranges' layers (pages 1..N in order) are joined first.
         let layer = if let [one] = layers.as_slice() {
-            one.clone()
+            safe_fs::fd_path(one)
         } else {
-            let joined = temp_beside(target)?;
+            let joined = folder.join(SafeDir::temp_name(&name));
             cleanup.push(joined.clone());
-            qpdf(&concat_args(&layers, &joined), &joined, deadline)?;
+            let inputs: Vec<PathBuf> = layers.iter().map(safe_fs::fd_path).collect();
+            qpdf(&concat_args(&inputs, &joined), &joined, deadline)?;
             joined
         };
         let mut source = paths.source.join(rel);
         if !turned.is_empty() {
             // Pages read after a turn get the same turn first; qpdf lays a
             // layer upright on a page as displayed.
-            let rotated = temp_beside(target)?;
+            let rotated = folder.join(SafeDir::temp_name(&name));
             cleanup.push(rotated.clone());
             let turns: Vec<String> = turned
                 .iter()
@@ -293,18 +327,18 @@ fn land_pdf(
             qpdf(&args, &rotated, deadline)?;
             source = rotated;
         }
-        let tmp = temp_beside(target)?;
-        cleanup.push(tmp.clone());
+        let tmp = SafeDir::temp_name(&name);
+        let out = folder.join(&tmp);
         let args: Vec<&OsStr> = vec![
             "--warning-exit-0".as_ref(),
             source.as_os_str(),
             "--underlay".as_ref(),
             layer.as_os_str(),
             "--".as_ref(),
-            tmp.as_os_str(),
+            out.as_os_str(),
         ];
-        qpdf(&args, &tmp, deadline)?;
-        rename(&tmp, target)
+        qpdf(&args, &out, deadline)?;
+        commit(&folder, &tmp, &name, target)
     })();
     for p in cleanup {
         let _ = std::fs::remove_file(p);
@@ -320,11 +354,10 @@ fn concat_args<'a>(inputs: &'a [PathBuf], out: &'a Path) -> Vec<&'a OsStr> {
     args
 }
 
-fn rename(from: &Path, to: &Path) -> Result<(), LandError> {
-    std::fs::rename(from, to).map_err(|e| {
-        let _ = std::fs::remove_file(from);
-        LandError::io("cannot move to", to, &e)
-    })
+fn commit(folder: &SafeDir, tmp: &str, name: &OsStr, target: &Path) -> Result<(), LandError> {
+    folder
+        .commit(tmp, name)
+        .map_err(|e| LandError::io("cannot move to", target, &e))
 }
 
 /// Runs qpdf, which writes `out`.
@@ -351,36 +384,39 @@ fn qpdf(args: &[&OsStr], out: &Path, deadline: Instant) -> Result<(), LandError>
     Ok(())
 }
 
-fn prepare_parent(target: &Path) -> Result<(), LandError> {
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| LandError::io("cannot create", parent, &e))?;
-    }
-    Ok(())
+/// Writes `target` (under the output folder `root`) through a temporary
+/// file created new (never an existing file or symlink) and a rename,
+/// following no symlink below `root`.
+fn write_new(
+    root: &Path,
+    target: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), LandError> {
+    let (folder, name) = SafeDir::parent_of(root, target).map_err(|e| LandError::io("cannot create", target, &e))?;
+    write_into(&folder, &name, target, fill)
 }
 
-/// A new, unused temporary name in `target`'s folder.
-fn temp_beside(target: &Path) -> Result<PathBuf, LandError> {
-    prepare_parent(target)?;
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = target.with_file_name(format!(".{name}.{}.tmp-skep", uuid::Uuid::new_v4().simple()));
-    Ok(tmp)
-}
-
-/// Writes `target` through a temporary file created new (never an existing
-/// file or symlink) and a rename.
-fn write_new(target: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), LandError> {
-    let tmp = temp_beside(target)?;
+fn write_into(
+    folder: &SafeDir,
+    name: &OsStr,
+    target: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), LandError> {
+    let (tmp, file) = folder
+        .create_temp(name)
+        .map_err(|e| LandError::io("cannot write", target, &e))?;
     let result = (|| {
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         let mut out = std::io::BufWriter::new(file);
         fill(&mut out)?;
-        out.flush()?;
-        std::fs::rename(&tmp, target)
+        out.flush()
     })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        LandError::io("cannot write", target, &e)
-    })
+    match result {
+        Ok(()) => commit(folder, &tmp, name, target),
+        Err(e) => {
+            folder.discard(&tmp);
+            Err(LandError::io("cannot write", target, &e))
+        }
+    }
 }
 
 /// The pages that were turned before OCR, as `land` takes them.
@@ -400,6 +436,7 @@ pub fn deadline_for(pages: u32) -> Instant {
 
 #[cfg(test)]
 mod tests {
+    use super::safe_fs::{self, SafeDir};
     use super::*;
 
     fn paths(dir: &Path, artefacts: Vec<Artefact>) -> JobPaths {

@@ -15,6 +15,7 @@ pub mod landing;
 mod lease;
 pub mod output;
 mod reconcile;
+mod safe_fs;
 pub mod scaling;
 pub mod scan;
 pub mod scheduler;

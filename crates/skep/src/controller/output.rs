@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use skep_api::{BulkJob, FileCounts, JobReport, OutputFormat, PageInfo};
 
+use super::safe_fs::SafeDir;
 use super::{Context, Error, Result};
 use crate::store::{ResultSummary, TaskRecord};
 
@@ -110,37 +111,40 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp-skep");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 /// Writes every output of a finished job; safe to repeat.
 pub async fn write_outputs(ctx: &Context, job: &BulkJob, report: &JobReport) -> Result<PathBuf> {
     let dir = output_dir(job, &ctx.cfg.default_output_root);
     let want_txt = job.spec.output.formats.contains(&OutputFormat::Txt);
     let want_report = job.spec.output.formats.contains(&OutputFormat::Report);
     let results_path = dir.join("results.jsonl");
-    let tmp_path = dir.join("results.jsonl.tmp-skep");
-    {
+    // NB: nothing below the output folder is followed if it is a symlink
+    // (see `safe_fs`); the folder itself passed the allowed-path check.
+    let root = {
         let d = dir.clone();
-        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&d))
+        tokio::task::spawn_blocking(move || SafeDir::open(&d, Path::new("")))
             .await
             .map_err(|e| Error::TaskEnded(e.to_string()))?
-            .map_err(io_err(&dir))?;
-    }
-    let file = std::fs::File::create(&tmp_path).map_err(io_err(&tmp_path))?;
+            .map_err(io_err(&dir))?
+    };
+    let (tmp_name, file) = root
+        .create_temp("results.jsonl".as_ref())
+        .map_err(io_err(&results_path))?;
     let mut out = std::io::BufWriter::new(file);
     let mut after = None;
     loop {
-        let page = ctx.store_call(ctx.store.list_tasks(job.uid(), after, PAGE)).await?;
+        let page = match ctx.store_call(ctx.store.list_tasks(job.uid(), after, PAGE)).await {
+            Ok(p) => p,
+            Err(e) => {
+                root.discard(&tmp_name);
+                return Err(e);
+            }
+        };
         if page.is_empty() {
             break;
         }
         after = page.last().map(|t| t.index);
-        let text_dir = dir.join("text");
-        out = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let d = dir.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
             for t in &page {
                 serde_json::to_writer(&mut out, &ResultLine::of(t))?;
                 out.write_all(b"\n")?;
@@ -148,27 +152,34 @@ pub async fn write_outputs(ctx: &Context, job: &BulkJob, report: &JobReport) -> 
                     && super::landing::is_plain_relative(&t.path)
                     && let Some(text) = t.result.as_ref().and_then(|r| r.text.as_deref())
                 {
-                    let p = text_dir.join(format!("{}.txt", t.path));
-                    if let Some(parent) = p.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    write_atomically(&p, text.as_bytes())?;
+                    let target = d.join("text").join(format!("{}.txt", t.path));
+                    let (folder, name) = SafeDir::parent_of(&d, &target)?;
+                    folder.write_atomically(&name, text.as_bytes())?;
                 }
             }
             Ok(out)
         })
         .await
-        .map_err(|e| Error::TaskEnded(e.to_string()))?
-        .map_err(io_err(&dir))?;
+        .map_err(|e| Error::TaskEnded(e.to_string()))?;
+        out = match written {
+            Ok(o) => o,
+            Err(e) => {
+                root.discard(&tmp_name);
+                return Err(io_err(&dir)(e));
+            }
+        };
     }
-    out.flush().map_err(io_err(&tmp_path))?;
+    let flushed = out.flush();
     drop(out);
-    std::fs::rename(&tmp_path, &results_path).map_err(io_err(&results_path))?;
+    flushed
+        .and_then(|()| root.commit(&tmp_name, "results.jsonl".as_ref()))
+        .map_err(io_err(&results_path))?;
     if want_report {
         let p = dir.join("report.json");
         let mut bytes = serde_json::to_vec_pretty(report).unwrap_or_default();
         bytes.push(b'\n');
-        write_atomically(&p, &bytes).map_err(io_err(&p))?;
+        root.write_atomically("report.json".as_ref(), &bytes)
+            .map_err(io_err(&p))?;
     }
     Ok(dir)
 }

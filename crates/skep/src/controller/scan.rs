@@ -170,10 +170,11 @@ pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Resul
     let uid = job.uid().to_owned();
     ctx.store_call(ctx.store.delete_tasks(&uid)).await?;
     // The workers' staging folder, for artefacts and long texts.
-    let staging = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root).staging;
-    let made = tokio::task::spawn_blocking(move || super::landing::make_staging(&staging).map_err(|e| (staging, e)))
-        .await
-        .map_err(|e| Error::TaskEnded(e.to_string()))?;
+    let paths = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root);
+    let made =
+        tokio::task::spawn_blocking(move || super::landing::make_staging(&paths).map_err(|e| (paths.staging, e)))
+            .await
+            .map_err(|e| Error::TaskEnded(e.to_string()))?;
     made.map_err(|(staging, e)| Error::Output {
         path: staging.display().to_string(),
         source: e,
