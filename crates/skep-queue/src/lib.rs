@@ -154,17 +154,23 @@ impl std::fmt::Debug for QueueUrl {
 }
 
 /// The URL with the password of its user info, if any, replaced by `***`.
-fn redact(url: &str) -> String {
+///
+/// NB: the user info ends at the *last* `@`, not at the first `/ ? #`: a
+/// password written without percent-encoding may hold any of them (and
+/// `@` and `:`), and no parser can tell where it ends; cutting at the last
+/// `@` never shows a piece of it (a path holding `@` is hidden too, which
+/// costs nothing).
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
+    let Some((userinfo, host_and_tail)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host_and_tail}"),
+        // NB: no `:`: the whole user info may be a token.
+        None if userinfo.contains(['/', '?', '#']) => format!("{scheme}://***@{host_and_tail}"),
         None => url.to_owned(),
     }
 }
@@ -358,6 +364,30 @@ mod tests {
         assert_eq!(redact("amqp://rabbit/%2f"), "amqp://rabbit/%2f");
         assert_eq!(redact("amqp://user@rabbit/"), "amqp://user@rabbit/");
         assert_eq!(redact("memory:"), "memory:");
+    }
+
+    #[test]
+    fn redaction_hides_every_piece_of_awkward_passwords() {
+        for password in [
+            "p/ss",
+            "p?ss",
+            "p#ss",
+            "p@ss",
+            "p:ss",
+            "a/b?c#d@e:f",
+            "p%40ss%2F",
+            "@",
+            "//@@",
+        ] {
+            let url = format!("amqp://skep:{password}@rabbit:5672/%2f?heartbeat=10");
+            let shown = redact(&url);
+            assert_eq!(shown, "amqp://skep:***@rabbit:5672/%2f?heartbeat=10", "{password}");
+            for piece in password.split(['/', '?', '#', '@', ':']).filter(|p| p.len() > 1) {
+                assert!(!shown.contains(piece), "{password}: {shown}");
+            }
+        }
+        assert_eq!(redact("amqp://to/ken@rabbit/"), "amqp://***@rabbit/");
+        assert_eq!(redact("mongodb://u:pw@a:1,b:2/db"), "mongodb://u:***@a:1,b:2/db");
     }
 
     #[tokio::test]

@@ -555,6 +555,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// Log targets capped whatever `--log` says: they print secrets at debug.
+pub const QUIET_TARGETS: &str = "bollard=warn";
+
 /// The binary's whole `main`, after argument parsing.
 pub fn main_with(cli: Cli) -> ExitCode {
     let default_level = match cli.command {
@@ -562,6 +565,9 @@ pub fn main_with(cli: Cli) -> ExitCode {
         _ => "warn",
     };
     let filter = cli.global.log.clone().unwrap_or_else(|| default_level.to_owned());
+    // NB: bollard logs whole Docker responses at debug (a manager's join
+    // token, services' environment): never below warn, whatever the filter.
+    let filter = format!("{filter},{QUIET_TARGETS}");
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
