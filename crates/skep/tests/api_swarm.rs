@@ -888,3 +888,112 @@ async fn the_openapi_document_describes_every_swarm_route() {
         assert!(schemas.contains_key(name), "dangling $ref {name}");
     }
 }
+
+/// Creates a service of 0 replicas through Docker itself (not skep).
+async fn foreign_service(d: &Docker, name: &str, labels: &[(&str, &str)], socket: bool) {
+    use bollard::models::{
+        Mount, MountType, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
+    };
+    let spec = ServiceSpec {
+        name: Some(name.to_owned()),
+        labels: Some(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image()),
+                args: Some(vec!["sleep".into(), "600".into()]),
+                env: Some(vec!["SECRET_IN_ENV=do-not-show".into()]),
+                mounts: socket.then(|| {
+                    vec![Mount {
+                        source: Some("/var/run/docker.sock".into()),
+                        target: Some("/var/run/docker.sock".into()),
+                        typ: Some(MountType::BIND),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(0) }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    d.create_service(spec, None)
+        .await
+        .expect("create a service through Docker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_skep_does_not_own_are_left_alone() {
+    if !enabled("swarm API") {
+        return;
+    }
+    let _node = NODE.read().await;
+    let prefix = format!("t{}", random(6));
+    let _cleanup = Cleanup::new(prefix.clone());
+    let d = docker().await;
+    let foreign = format!("{prefix}-foreign");
+    let socket = format!("{prefix}-socket");
+    foreign_service(&d, &foreign, &[], false).await;
+    foreign_service(&d, &socket, &[("dev.skep.owned", "true")], true).await;
+    let (_dir, api) = server().await;
+    for name in [&foreign, &socket] {
+        let a = api
+            .admin(
+                "POST",
+                &format!("/api/swarm/services/{name}/scale"),
+                Some(json!({"replicas": 1})),
+            )
+            .await;
+        expect_status(&a, 403, "scale a service skep may not change");
+        assert!(a.error().contains("--api-manage-any-service"), "{a:?}");
+        let a = api
+            .admin(
+                "PUT",
+                &format!("/api/swarm/services/{name}/image"),
+                Some(json!({"image": "busybox:1"})),
+            )
+            .await;
+        expect_status(&a, 403, "change the image of a service skep may not change");
+        let a = api.admin("DELETE", &format!("/api/swarm/services/{name}"), None).await;
+        expect_status(&a, 403, "remove a service skep may not change");
+        assert_eq!(spec_replicas(&d, name).await, 0, "nothing changed");
+    }
+    // Logs: a read token reads skep's services' only.
+    let a = api.get(&format!("/api/swarm/services/{foreign}/logs")).await;
+    expect_status(&a, 403, "a read token and another's logs");
+    let a = api
+        .call(
+            "GET",
+            &format!("/api/swarm/services/{foreign}/logs"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    expect_status(&a, 200, "an admin token reads any service's logs");
+
+    // With --api-manage-any-service the admin may.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("skep.db")).await.expect("store"));
+    let any = ApiServer::start_opts(
+        store,
+        skep::http::Docker::from_env(),
+        skep::http::Limits::default(),
+        skep::paths::PathPolicy::Any,
+        skep::http::SwarmPolicy {
+            manage_any_service: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = any
+        .admin(
+            "POST",
+            &format!("/api/swarm/services/{foreign}/scale"),
+            Some(json!({"replicas": 0})),
+        )
+        .await;
+    expect_status(&a, 200, "scale with --api-manage-any-service");
+}

@@ -43,7 +43,14 @@ async fn the_api_refuses_folders_outside_the_allowed_ones() {
     let (root, ws) = folders();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&ws.path().join("skep.db")).await.expect("store"));
     let policy = PathPolicy::under(&[ws.path().to_path_buf()]).expect("policy");
-    let api = ApiServer::start_opts(store.clone(), Docker::from_env(), Limits::default(), policy).await;
+    let api = ApiServer::start_opts(
+        store.clone(),
+        Docker::from_env(),
+        Limits::default(),
+        policy,
+        Default::default(),
+    )
+    .await;
     let pages = ws.path().join("pages");
 
     let ok = api.admin("POST", "/api/jobs", Some(job("inside", &pages, None))).await;

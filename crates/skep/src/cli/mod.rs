@@ -221,12 +221,32 @@ pub struct ApiArgs {
     /// more answer 429.
     #[arg(long, env = "SKEP_API_MAX_STREAMS", default_value_t = crate::http::events::DEFAULT_MAX_STREAMS)]
     pub api_max_streams: usize,
+    /// Let the API scale, change the image of and remove any service of the
+    /// swarm, not only skep's own (label dev.skep.owned=true) and never one
+    /// mounting the Docker socket: an admin token then controls every
+    /// service, the controller's own included.
+    #[arg(long, env = "SKEP_API_MANAGE_ANY_SERVICE")]
+    pub api_manage_any_service: bool,
+    /// Switch off stack deploy and removal over the API.
+    #[arg(long, env = "SKEP_API_NO_STACKS")]
+    pub api_no_stacks: bool,
+    /// Switch off image changes of services over the API.
+    #[arg(long, env = "SKEP_API_NO_IMAGE_CHANGE")]
+    pub api_no_image_change: bool,
     /// Event streams open at most per API token; more answer 429.
     #[arg(long, env = "SKEP_API_MAX_STREAMS_PER_TOKEN", default_value_t = crate::http::events::DEFAULT_MAX_STREAMS_PER_TOKEN)]
     pub api_max_streams_per_token: usize,
 }
 
 impl ApiArgs {
+    pub fn swarm_policy(&self) -> crate::http::SwarmPolicy {
+        crate::http::SwarmPolicy {
+            manage_any_service: self.api_manage_any_service,
+            no_stacks: self.api_no_stacks,
+            no_image_change: self.api_no_image_change,
+        }
+    }
+
     /// The server's limits from the flags; each must be above 0.
     pub fn limits(&self) -> Result<crate::http::Limits, CliError> {
         let secs = |flag: &str, v: u64| {

@@ -378,6 +378,7 @@ async fn start_http(
         ready,
         limits,
         paths,
+        swarm_policy: args.swarm_policy(),
         shutdown: shutdown.clone(),
     });
     tracing::info!(listen = %local, ?limits, "serving the API, dashboard and metrics");

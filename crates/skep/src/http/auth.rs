@@ -134,10 +134,11 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// Checks the `Authorization` header value against the scope `needed`.
-    pub fn check(&self, header: Option<&str>, needed: Scope) -> Result<(), ApiError> {
+    /// Checks the `Authorization` header value against the scope `needed`;
+    /// the scope the caller has (`admin` without auth).
+    pub fn check(&self, header: Option<&str>, needed: Scope) -> Result<Scope, ApiError> {
         let tokens = match self {
-            Auth::Disabled => return Ok(()),
+            Auth::Disabled => return Ok(Scope::Admin),
             Auth::Tokens(t) => t,
         };
         if tokens.is_empty() {
@@ -162,7 +163,7 @@ impl Auth {
                 needed.as_str(),
                 have.as_str()
             ))),
-            Some(_) => Ok(()),
+            Some(have) => Ok(have),
         }
     }
 }
@@ -205,10 +206,10 @@ mod tests {
             auth.check(Some(&bearer(READ)), Scope::Admin),
             Err(ApiError::Forbidden(_))
         ));
-        auth.check(Some(&bearer(READ)), Scope::Read).unwrap();
-        auth.check(Some(&bearer(ADMIN)), Scope::Admin).unwrap();
-        auth.check(Some(&bearer(ADMIN)), Scope::Read).unwrap();
-        Auth::Disabled.check(None, Scope::Admin).unwrap();
+        assert_eq!(auth.check(Some(&bearer(READ)), Scope::Read).unwrap(), Scope::Read);
+        assert_eq!(auth.check(Some(&bearer(ADMIN)), Scope::Admin).unwrap(), Scope::Admin);
+        assert_eq!(auth.check(Some(&bearer(ADMIN)), Scope::Read).unwrap(), Scope::Admin);
+        assert_eq!(Auth::Disabled.check(None, Scope::Admin).unwrap(), Scope::Admin);
         let closed = Auth::Tokens(Tokens::default());
         assert!(matches!(
             closed.check(Some(&bearer(ADMIN)), Scope::Read),

@@ -73,6 +73,8 @@ struct Inner {
     limits: Limits,
     /// Which folders jobs may name.
     paths: crate::paths::PathPolicy,
+    /// What the swarm routes may change.
+    swarm_policy: SwarmPolicy,
     /// The jobs feed of the event streams.
     feed: Arc<events::Feed>,
     /// Cancelled when the server shuts down: ends the event streams.
@@ -101,6 +103,10 @@ impl ApiState {
 
     pub fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
+    }
+
+    pub(crate) fn swarm_policy(&self) -> SwarmPolicy {
+        self.0.swarm_policy
     }
 
     pub(crate) fn paths(&self) -> &crate::paths::PathPolicy {
@@ -139,7 +145,20 @@ pub struct ServerParts {
     pub ready: Readiness,
     pub limits: Limits,
     pub paths: crate::paths::PathPolicy,
+    pub swarm_policy: SwarmPolicy,
     pub shutdown: CancellationToken,
+}
+
+/// What an admin token may do to the swarm beyond skep's own services.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwarmPolicy {
+    /// Scale, change the image of and remove services skep does not own
+    /// (`--api-manage-any-service`).
+    pub manage_any_service: bool,
+    /// Refuse stack deploy and removal (`--api-no-stacks`).
+    pub no_stacks: bool,
+    /// Refuse image changes (`--api-no-image-change`).
+    pub no_image_change: bool,
 }
 
 /// Every API route, with its docs.
@@ -215,6 +234,7 @@ pub fn router(parts: ServerParts) -> Router {
         ready: parts.ready,
         limits: parts.limits,
         paths: parts.paths,
+        swarm_policy: parts.swarm_policy,
         feed: Arc::new(events::Feed::new(
             parts.limits.max_streams,
             parts.limits.max_streams_per_token,
@@ -277,8 +297,13 @@ fn bearer_header(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
+/// The scope of the caller's token, for handlers whose answer depends on
+/// it (set by [`authorize`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller(pub Scope);
+
 /// Checks the token against the scope of the matched route.
-async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+async fn authorize(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let needed = req
         .extensions()
         .get::<MatchedPath>()
@@ -286,7 +311,10 @@ async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> R
         .copied()
         .unwrap_or(Scope::Admin);
     match state.0.auth.check(bearer_header(req.headers()), needed) {
-        Ok(()) => next.run(req).await,
+        Ok(have) => {
+            req.extensions_mut().insert(Caller(have));
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -287,6 +287,7 @@ async fn deploy(
     Query(q): Query<DeployQuery>,
     Body(body): Body,
 ) -> ApiResult<Deployed> {
+    check_stacks_allowed(&state)?;
     check_stack_name(&stack, STACK_NAME_MAX)?;
     let specs = {
         let stack = stack.clone();
@@ -313,6 +314,16 @@ async fn deploy(
             return Err(ApiError::Conflict(format!(
                 "service {name:?} exists and is not part of stack {stack:?}: remove or rename it first"
             )));
+        }
+        if let Some(current) = existing.get(&name) {
+            super::swarm::services::check_manageable(&state, current, &name)?;
+        }
+    }
+    if q.prune {
+        for (name, s) in &existing {
+            if stack_of(s) == Some(stack.as_str()) && !specs.iter().any(|x| x.name.as_deref() == Some(name.as_str())) {
+                super::swarm::services::check_manageable(&state, s, name)?;
+            }
         }
     }
     let mut changes = Vec::new();
@@ -396,7 +407,18 @@ async fn list(State(state): State<ApiState>) -> ApiResult<Vec<StackView>> {
         .collect())
 }
 
+/// Stack deploy and removal can be switched off (`--api-no-stacks`).
+fn check_stacks_allowed(state: &ApiState) -> Result<(), ApiError> {
+    if state.swarm_policy().no_stacks {
+        return Err(ApiError::Forbidden(
+            "stack deploy and removal are switched off on this controller (--api-no-stacks)".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 async fn remove(State(state): State<ApiState>, Path(stack): Path<String>) -> ApiResult<Json> {
+    check_stacks_allowed(&state)?;
     check_stack_name(&stack, SERVICE_NAME_MAX - 2)?;
     let d = connect(&state).await?;
     let services = d
@@ -406,6 +428,9 @@ async fn remove(State(state): State<ApiState>, Path(stack): Path<String>) -> Api
         return Err(ApiError::NotFound(format!(
             "stack {stack:?} not found (no service has its label)"
         )));
+    }
+    for s in &services {
+        super::swarm::services::check_manageable(&state, s, &service_name(s))?;
     }
     let mut removed = Vec::new();
     for s in &services {

@@ -11,7 +11,7 @@
 mod cluster;
 mod health;
 mod nodes;
-mod services;
+pub(super) mod services;
 mod views;
 
 pub(super) use services::{check_image, image_schema};

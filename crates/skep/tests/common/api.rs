@@ -62,7 +62,7 @@ impl ApiServer {
     }
 
     pub async fn start_limited(store: Arc<dyn Store>, docker: Docker, limits: Limits) -> Self {
-        Self::start_opts(store, docker, limits, skep::paths::PathPolicy::Any).await
+        Self::start_opts(store, docker, limits, skep::paths::PathPolicy::Any, Default::default()).await
     }
 
     pub async fn start_opts(
@@ -70,6 +70,7 @@ impl ApiServer {
         docker: Docker,
         limits: Limits,
         paths: skep::paths::PathPolicy,
+        swarm_policy: skep::http::SwarmPolicy,
     ) -> Self {
         let tokens = Tokens::parse(&format!("{READ_TOKEN} read\n{ADMIN_TOKEN} admin\n")).expect("tokens");
         let shutdown = CancellationToken::new();
@@ -83,6 +84,7 @@ impl ApiServer {
             ready: ready.clone(),
             limits,
             paths,
+            swarm_policy,
             shutdown: shutdown.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

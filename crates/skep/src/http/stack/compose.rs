@@ -602,6 +602,11 @@ fn spec(stack: &str, def: &ServiceDef) -> ServiceSpec {
     let mut labels = def.service_labels.clone();
     labels.insert(STACK_LABEL.to_owned(), stack.to_owned());
     labels.insert(STACK_IMAGE_LABEL.to_owned(), def.image.clone());
+    // NB: skep made it, so skep's service routes may change it.
+    labels.insert(
+        crate::runtime::swarm::template::OWNED_LABEL.to_owned(),
+        "true".to_owned(),
+    );
     let mut container_labels = def.container_labels.clone();
     container_labels.insert(STACK_LABEL.to_owned(), stack.to_owned());
     let limits =

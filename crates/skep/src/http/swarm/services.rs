@@ -19,10 +19,13 @@ use super::{
     Conn, STACK_LABEL, check_service_name, check_version, connect, filters, service_name_schema, version_in,
     version_schema, whole,
 };
-use crate::http::ApiState;
+use crate::http::auth::Scope;
 use crate::http::error::{ApiError, ApiResult, ok};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::openapi::{Api, RouteDoc, path, query};
+use crate::http::{ApiState, Caller};
+use crate::runtime::swarm::template::OWNED_LABEL;
+use axum::Extension;
 
 /// Replicas a scale may ask for at most.
 pub const MAX_REPLICAS: i64 = 10_000;
@@ -33,6 +36,52 @@ const DEFAULT_LOG_LINES: u32 = 100;
 const LOG_WAIT: Duration = Duration::from_secs(10);
 /// The label `docker stack deploy` puts the image it was given under.
 const STACK_IMAGE_LABEL: &str = "com.docker.stack.image";
+
+/// Whether skep owns `s` (label `dev.skep.owned=true`: the worker
+/// services the controller makes, and the services of skep's stack deploy).
+fn owned(s: &Service) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.labels.as_ref())
+        .and_then(|l| l.get(OWNED_LABEL))
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether `s` bind-mounts a Docker socket (its tasks can drive the
+/// daemon: root on that node).
+fn mounts_docker_socket(s: &Service) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.mounts.as_ref())
+        .is_some_and(|m| {
+            m.iter()
+                .any(|m| m.source.as_deref().is_some_and(|src| src.ends_with("docker.sock")))
+        })
+}
+
+/// Scaling, an image change and removal touch skep's own services only,
+/// and never one that holds the Docker socket, unless the controller runs
+/// with `--api-manage-any-service`.
+pub(in crate::http) fn check_manageable(state: &ApiState, s: &Service, name: &str) -> Result<(), ApiError> {
+    if state.swarm_policy().manage_any_service {
+        return Ok(());
+    }
+    if !owned(s) {
+        return Err(ApiError::Forbidden(format!(
+            "service {name:?} is not skep's (no label {OWNED_LABEL}=true); the controller changes other services \
+             only with --api-manage-any-service"
+        )));
+    }
+    if mounts_docker_socket(s) {
+        return Err(ApiError::Forbidden(format!(
+            "service {name:?} mounts the Docker socket; the controller changes such services only with \
+             --api-manage-any-service"
+        )));
+    }
+    Ok(())
+}
 
 fn name_param() -> crate::http::openapi::Param {
     path("name", "The service's name (or id)", service_name_schema())
@@ -219,6 +268,7 @@ async fn remove(State(state): State<ApiState>, Path(name): Path<String>) -> ApiR
     check_service_name(&name)?;
     let d = connect(&state).await?;
     let s = inspect(&d, &name).await?;
+    check_manageable(&state, &s, &name)?;
     let id = s.id.unwrap_or(name.clone());
     d.call("removing the service", d.api.delete_service(&id)).await?;
     ok(json!({"name": name, "deleted": true}))
@@ -267,6 +317,7 @@ async fn scale(
     let expected = version_in(body.version.as_ref())?;
     let d = connect(&state).await?;
     let s = inspect(&d, &name).await?;
+    check_manageable(&state, &s, &name)?;
     check_version(&format!("service {name:?}"), version_of(s.version.as_ref()), expected)?;
     let mut spec = s.spec.clone().unwrap_or_default();
     let mode = spec.mode.get_or_insert_with(ServiceSpecMode::default);
@@ -397,10 +448,16 @@ async fn set_image(
     Json(body): Json<ImageBody>,
 ) -> ApiResult<ServiceView> {
     check_service_name(&name)?;
+    if state.swarm_policy().no_image_change {
+        return Err(ApiError::Forbidden(
+            "image changes are switched off on this controller (--api-no-image-change)".to_owned(),
+        ));
+    }
     check_image(&body.image)?;
     let expected = version_in(body.version.as_ref())?;
     let d = connect(&state).await?;
     let s = inspect(&d, &name).await?;
+    check_manageable(&state, &s, &name)?;
     check_version(&format!("service {name:?}"), version_of(s.version.as_ref()), expected)?;
     let mut spec = s.spec.clone().unwrap_or_default();
     let container = spec
@@ -473,7 +530,12 @@ fn push_lines(lines: &mut Vec<LogLine>, frame: LogOutput, tail: usize) {
     }
 }
 
-async fn logs(State(state): State<ApiState>, Path(name): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult<Logs> {
+async fn logs(
+    State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Logs> {
     check_service_name(&name)?;
     let tail = q.tail.unwrap_or(DEFAULT_LOG_LINES);
     if !(1..=MAX_LOG_LINES).contains(&tail) {
@@ -483,6 +545,14 @@ async fn logs(State(state): State<ApiState>, Path(name): Path<String>, Query(q):
     }
     let d = connect(&state).await?;
     let s = inspect(&d, &name).await?;
+    // NB: other services' logs may hold their secrets; a read token sees
+    // skep's own only.
+    let admin = caller.is_some_and(|Extension(Caller(scope))| scope == Scope::Admin);
+    if !admin && !owned(&s) {
+        return Err(ApiError::Forbidden(format!(
+            "service {name:?} is not skep's: its logs need an admin token"
+        )));
+    }
     let id = s.id.clone().unwrap_or_default();
     let options = LogsOptions {
         stdout: true,
