@@ -69,12 +69,16 @@ impl Drop for Cleanup {
     }
 }
 
+/// The password in the workers' queue URL: it must show nowhere in what
+/// `docker service inspect` prints.
+const PASSWORD: &str = "s3cret-in-a-secret";
+
 fn template() -> ServiceTemplate {
     ServiceTemplate {
         args: vec!["sleep".into(), "infinity".into()],
         // NB: `sleep` as PID 1 ignores SIGTERM; do not wait 30 s for it.
         stop_grace_period: Duration::from_secs(1),
-        queue: Some("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+        queue: Some(format!("amqp://guest:{PASSWORD}@127.0.0.1:5672/%2f")),
         ..ServiceTemplate::new(image())
     }
 }
@@ -149,7 +153,22 @@ async fn scales_a_service_made_from_the_template_and_back_to_zero() {
         .unwrap_or_default();
     assert!(env.contains(&"SKEP_POOL=a".to_owned()), "{env:?}");
     assert!(env.contains(&"SKEP_NODE={{.Node.Hostname}}".to_owned()), "{env:?}");
+    assert!(
+        env.contains(&"SKEP_QUEUE_FILE=/run/secrets/skep_queue".to_owned()),
+        "{env:?}"
+    );
     assert_eq!(replicas(&d, &name).await.0, 3);
+    // The queue URL reaches the workers as a Docker secret, never in the
+    // service's spec.
+    let inspected = serde_json::to_string(&d.inspect_service(&name, None).await.expect("service")).expect("json");
+    assert!(
+        !inspected.contains(PASSWORD),
+        "the password shows in docker service inspect"
+    );
+    assert!(
+        inspected.contains("skep-queue-"),
+        "the service names its queue secret: {inspected}"
+    );
 
     let host = this_hostname(&d).await;
     eventually("3 replicas running on this node", || async {

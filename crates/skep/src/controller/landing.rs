@@ -436,7 +436,6 @@ pub fn deadline_for(pages: u32) -> Instant {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_fs::{self, SafeDir};
     use super::*;
 
     fn paths(dir: &Path, artefacts: Vec<Artefact>) -> JobPaths {

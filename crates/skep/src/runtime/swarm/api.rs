@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{EventMessage, Node, Service, ServiceSpec, Task};
-use bollard::query_parameters::{EventsOptions, ListTasksOptions, UpdateServiceOptions};
+use bollard::query_parameters::{EventsOptions, ListSecretsOptions, ListTasksOptions, UpdateServiceOptions};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tracing::debug;
@@ -35,6 +35,9 @@ pub(crate) trait SwarmApi: Send + Sync + 'static {
     /// the service does not exist).
     async fn list_tasks(&self, service: &str) -> Result<Vec<Task>>;
     async fn ping(&self) -> Result<()>;
+    /// The id of the secret `name`, created with `data` when missing
+    /// (secrets are immutable: a name is made from what it holds).
+    async fn ensure_secret(&self, name: &str, data: &[u8]) -> Result<String>;
     /// Service, node and container events, replayed from `since` (unix
     /// seconds) when given. Ends or fails when the connection does.
     fn events(&self, since: Option<i64>) -> BoxStream<'static, Result<EventMessage>>;
@@ -173,6 +176,45 @@ impl SwarmApi for DockerApi {
         let res = self.docker.create_service(spec, None).await.map_err(|e| self.err(e))?;
         log_warnings(&name, res.warnings);
         Ok(())
+    }
+
+    async fn ensure_secret(&self, name: &str, data: &[u8]) -> Result<String> {
+        use base64::Engine;
+        for attempt in 0..2 {
+            let options = ListSecretsOptions {
+                filters: Some(filters(&[("name", &[name])])),
+            };
+            let found = self.docker.list_secrets(Some(options)).await.map_err(|e| self.err(e))?;
+            // NB: the name filter matches prefixes too.
+            if let Some(id) = found
+                .into_iter()
+                .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
+                .and_then(|s| s.id)
+            {
+                return Ok(id);
+            }
+            if attempt > 0 {
+                break;
+            }
+            let spec = bollard::models::SecretSpec {
+                name: Some(name.to_owned()),
+                labels: Some(HashMap::from([(
+                    super::template::OWNED_LABEL.to_owned(),
+                    "true".to_owned(),
+                )])),
+                data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
+                ..Default::default()
+            };
+            match self.docker.create_secret(spec).await {
+                Ok(r) => return Ok(r.id),
+                // NB: made by another controller since we looked.
+                Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => continue,
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Err(RuntimeError::Unavailable(format!(
+            "secret {name} is neither listed nor creatable"
+        )))
     }
 
     async fn update_service(&self, name: &str, spec: ServiceSpec, version: u64) -> Result<()> {

@@ -205,6 +205,10 @@ mod tests {
         async fn list_tasks(&self, _: &str) -> Result<Vec<Task>> {
             Ok(Vec::new())
         }
+        async fn ensure_secret(&self, _name: &str, _data: &[u8]) -> Result<String> {
+            unreachable!("events do not make secrets")
+        }
+
         async fn ping(&self) -> Result<()> {
             let mut n = self.pings_failing.lock().unwrap_or_else(|p| p.into_inner());
             if *n > 0 {

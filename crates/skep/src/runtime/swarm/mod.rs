@@ -124,6 +124,8 @@ pub(crate) struct Shared {
     /// Constraints already warned about as not understood.
     warned: Mutex<HashSet<String>>,
     endpoint: String,
+    /// The secret holding the queue URL for the workers, once made.
+    queue_secret: tokio::sync::Mutex<Option<template::QueueSecret>>,
 }
 
 /// The swarm runtime. Cheap to clone; clones share the node cache.
@@ -163,11 +165,30 @@ impl SwarmRuntime {
                 cfg,
                 warned: Mutex::new(HashSet::new()),
                 endpoint,
+                queue_secret: tokio::sync::Mutex::new(None),
             }),
         }
     }
 
     /// The Docker endpoint in use (`unix:///var/run/docker.sock`, …).
+    /// The Docker secret the template's workers read the queue URL from
+    /// (made once; `None` when the template gives the workers no URL).
+    async fn queue_secret(&self) -> Result<Option<template::QueueSecret>> {
+        let Some(t) = self.shared.cfg.template.as_ref().filter(|t| t.needs_queue_secret()) else {
+            return Ok(None);
+        };
+        let url = t.queue.as_deref().unwrap_or_default();
+        let mut cached = self.shared.queue_secret.lock().await;
+        if let Some(s) = cached.as_ref() {
+            return Ok(Some(s.clone()));
+        }
+        let name = template::QueueSecret::name_for(url);
+        let id = self.shared.api.ensure_secret(&name, url.as_bytes()).await?;
+        let s = template::QueueSecret { id, name };
+        *cached = Some(s.clone());
+        Ok(Some(s))
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.shared.endpoint
     }
@@ -259,12 +280,13 @@ impl Runtime for SwarmRuntime {
 
     async fn set_replicas(&self, pool: &str, replicas: u32) -> Result<()> {
         let name = self.service_name(pool);
+        let secret = self.queue_secret().await?;
         let create = self
             .shared
             .cfg
             .template
             .as_ref()
-            .map(|t| t.service_spec(&name, pool, replicas, self.slots_per_replica()));
+            .map(|t| t.service_spec(&name, pool, replicas, self.slots_per_replica(), secret.as_ref()));
         match scale::scale(self.shared.api.as_ref(), &name, pool, replicas, create).await? {
             Scaled::Unchanged => {}
             Scaled::Updated { from } => info!(pool, service = %name, from, to = replicas, "service scaled"),
@@ -421,6 +443,31 @@ mod tests {
             .unwrap_or_default();
         assert!(env.contains(&"SKEP_POOL=scans".to_owned()), "{env:?}");
         assert!(env.contains(&"SKEP_WORKER_SLOTS=2".to_owned()), "{env:?}");
-        assert!(env.contains(&"SKEP_QUEUE=amqp://rabbit".to_owned()), "{env:?}");
+        assert!(
+            !env.iter().any(|e| e.contains("amqp://")),
+            "the queue URL is never an env value: {env:?}"
+        );
+        assert!(
+            env.contains(&"SKEP_QUEUE_FILE=/run/secrets/skep_queue".to_owned()),
+            "{env:?}"
+        );
+        let secrets = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.secrets.clone())
+            .unwrap_or_default();
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(
+            secrets[0].secret_name,
+            Some(template::QueueSecret::name_for("amqp://rabbit"))
+        );
+        assert_eq!(
+            st.secrets,
+            vec![(
+                template::QueueSecret::name_for("amqp://rabbit"),
+                b"amqp://rabbit".to_vec()
+            )]
+        );
     }
 }

@@ -136,6 +136,8 @@ pub(crate) mod tests {
         pub create_races: bool,
         pub nodes: Vec<Node>,
         pub tasks: Vec<Task>,
+        /// Secrets made: (name, data).
+        pub secrets: Vec<(String, Vec<u8>)>,
     }
 
     impl FakeApi {
@@ -235,6 +237,14 @@ pub(crate) mod tests {
 
         async fn ping(&self) -> Result<()> {
             Ok(())
+        }
+
+        async fn ensure_secret(&self, name: &str, data: &[u8]) -> Result<String> {
+            let mut st = self.lock();
+            if !st.secrets.iter().any(|(n, _)| n == name) {
+                st.secrets.push((name.to_owned(), data.to_vec()));
+            }
+            Ok(format!("id-of-{name}"))
         }
 
         fn events(&self, _since: Option<i64>) -> BoxStream<'static, Result<EventMessage>> {

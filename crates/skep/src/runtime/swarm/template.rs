@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use bollard::models::{
     Limit, Mount, MountType, NetworkAttachmentConfig, ResourceObject, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::capacity::Reservation;
@@ -102,6 +103,28 @@ fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// Where worker services read the queue URL: a file of this name under
+/// `/run/secrets/`, from the Docker secret the controller makes.
+pub const QUEUE_SECRET_FILE: &str = "skep_queue";
+
+/// The Docker secret holding the queue URL for the workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSecret {
+    pub id: String,
+    pub name: String,
+}
+
+impl QueueSecret {
+    /// The secret's name for `url`: `skep-queue-` and a digest of the URL
+    /// (a changed URL is a new secret; secrets cannot change).
+    pub fn name_for(url: &str) -> String {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(url.as_bytes());
+        let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("skep-queue-{hex}")
+    }
+}
+
 /// How a pool's service is made when it does not exist.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceTemplate {
@@ -155,15 +178,21 @@ impl ServiceTemplate {
         }
     }
 
-    /// The container environment for `pool`, `KEY=VALUE` each.
-    fn environment(&self, pool: &str, slots: u32) -> Vec<String> {
+    /// Whether the workers get [`Self::queue`] from skep (through a
+    /// secret), not from `env`.
+    pub fn needs_queue_secret(&self) -> bool {
+        let given = |k: &str| self.env.iter().any(|(key, _)| key == k);
+        self.queue.is_some() && !given("SKEP_QUEUE") && !given("SKEP_QUEUE_FILE")
+    }
+
+    /// The container environment for `pool`, `KEY=VALUE` each. The queue
+    /// URL (it may hold a password) is never a value here: with a
+    /// `secret`, the workers read it from its file.
+    fn environment(&self, pool: &str, slots: u32, secret: Option<&QueueSecret>) -> Vec<String> {
         let given = |k: &str| self.env.iter().any(|(key, _)| key == k);
         let mut env = vec![format!("SKEP_POOL={pool}")];
-        if !given("SKEP_QUEUE")
-            && !given("SKEP_QUEUE_FILE")
-            && let Some(q) = &self.queue
-        {
-            env.push(format!("SKEP_QUEUE={q}"));
+        if self.needs_queue_secret() && secret.is_some() {
+            env.push(format!("SKEP_QUEUE_FILE=/run/secrets/{QUEUE_SECRET_FILE}"));
         }
         if !given("SKEP_NODE") {
             env.push(format!("SKEP_NODE={NODE_HOSTNAME}"));
@@ -181,7 +210,14 @@ impl ServiceTemplate {
     }
 
     /// The full spec of service `name` serving `pool` at `replicas`.
-    pub fn service_spec(&self, name: &str, pool: &str, replicas: u32, slots: u32) -> ServiceSpec {
+    pub fn service_spec(
+        &self,
+        name: &str,
+        pool: &str,
+        replicas: u32,
+        slots: u32,
+        secret: Option<&QueueSecret>,
+    ) -> ServiceSpec {
         let labels = HashMap::from([
             (OWNED_LABEL.to_owned(), "true".to_owned()),
             (POOL_LABEL.to_owned(), pool.to_owned()),
@@ -212,7 +248,19 @@ impl ServiceTemplate {
             image: Some(self.image.clone()),
             labels: Some(labels.clone()),
             args: (!self.args.is_empty()).then(|| self.args.clone()),
-            env: Some(self.environment(pool, slots)),
+            env: Some(self.environment(pool, slots, secret)),
+            secrets: secret.filter(|_| self.needs_queue_secret()).map(|s| {
+                vec![TaskSpecContainerSpecSecrets {
+                    secret_id: Some(s.id.clone()),
+                    secret_name: Some(s.name.clone()),
+                    file: Some(TaskSpecContainerSpecFile {
+                        name: Some(QUEUE_SECRET_FILE.to_owned()),
+                        uid: Some("0".to_owned()),
+                        gid: Some("0".to_owned()),
+                        mode: Some(0o444),
+                    }),
+                }]
+            }),
             mounts: (!mounts.is_empty()).then_some(mounts),
             stop_grace_period: Some(nanos(self.stop_grace_period)),
             ..Default::default()
@@ -325,7 +373,11 @@ mod tests {
 
     #[test]
     fn the_spec_carries_the_whole_template() {
-        let spec = full_template().service_spec("skep-worker-scans", "scans", 3, 2);
+        let secret = QueueSecret {
+            id: "sid".into(),
+            name: QueueSecret::name_for("amqp://u:p@rabbit:5672/%2f"),
+        };
+        let spec = full_template().service_spec("skep-worker-scans", "scans", 3, 2, Some(&secret));
         assert_eq!(spec.name.as_deref(), Some("skep-worker-scans"));
         let labels = spec.labels.clone().expect("labels");
         assert_eq!(labels.get(OWNED_LABEL).map(String::as_str), Some("true"));
@@ -344,7 +396,7 @@ mod tests {
         let env = c.env.expect("env");
         for want in [
             "SKEP_POOL=scans",
-            "SKEP_QUEUE=amqp://u:p@rabbit:5672/%2f",
+            "SKEP_QUEUE_FILE=/run/secrets/skep_queue",
             "SKEP_NODE={{.Node.Hostname}}",
             "SKEP_WORKER_SLOTS=2",
             "SKEP_LOG=debug",
@@ -354,6 +406,13 @@ mod tests {
         assert!(
             !env.iter().any(|e| e == "SKEP_POOL=wrong"),
             "the pool is skep's: {env:?}"
+        );
+        assert!(!env.iter().any(|e| e.contains("u:p@")), "no password in env: {env:?}");
+        let secrets = c.secrets.clone().expect("secrets");
+        assert_eq!(secrets[0].secret_id.as_deref(), Some("sid"));
+        assert_eq!(
+            secrets[0].file.as_ref().and_then(|f| f.name.as_deref()),
+            Some(QUEUE_SECRET_FILE)
         );
         let m = &c.mounts.expect("mounts")[0];
         assert_eq!(
@@ -379,7 +438,7 @@ mod tests {
         let mut t = full_template();
         t.env.push(("SKEP_QUEUE_FILE".into(), "/run/secrets/queue".into()));
         let env = t
-            .service_spec("s", "p", 0, 1)
+            .service_spec("s", "p", 0, 1, None)
             .task_template
             .and_then(|t| t.container_spec)
             .and_then(|c| c.env);
@@ -390,7 +449,7 @@ mod tests {
 
     #[test]
     fn a_bare_template_sets_nothing_it_was_not_given() {
-        let spec = ServiceTemplate::new("img").service_spec("s", "p", 1, 1);
+        let spec = ServiceTemplate::new("img").service_spec("s", "p", 1, 1, None);
         let task = spec.task_template.expect("task");
         let c = task.container_spec.expect("container");
         assert_eq!(c.args, None, "the image's CMD");
@@ -400,7 +459,8 @@ mod tests {
         let res = task.resources.expect("resources").reservations.expect("reservations");
         assert_eq!((res.nano_cpus, res.memory_bytes), (None, None));
         // Serializes without nulls the daemon would reject.
-        let json = serde_json::to_string(&ServiceTemplate::new("img").service_spec("s", "p", 1, 1)).expect("json");
+        let json =
+            serde_json::to_string(&ServiceTemplate::new("img").service_spec("s", "p", 1, 1, None)).expect("json");
         assert!(!json.contains("null"), "{json}");
     }
 }
