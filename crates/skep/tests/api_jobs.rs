@@ -37,7 +37,7 @@ impl Stack {
             running_requeue: Duration::from_millis(300),
             resync: Duration::from_secs(5),
             scale_down_cooldown: Duration::ZERO,
-            lease_ttl: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(15),
             default_output_root: ws.path().join("out"),
             metrics: api.metrics.clone(),
             ..ControllerConfig::default()

@@ -67,7 +67,7 @@ impl Harness {
             running_requeue: Duration::from_millis(500),
             resync: Duration::from_secs(5),
             scale_down_cooldown: cooldown,
-            lease_ttl: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(15),
             default_output_root: ws.path().join("out"),
             ..ControllerConfig::default()
         };

@@ -288,13 +288,47 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         ..ControllerConfig::default()
     };
     let backend = runtime.backend();
-    let Some(c) = Controller::start(store, queue, runtime, cfg, shutdown.clone(), lease_waiter).await? else {
-        return Ok(exit::INTERRUPTED);
+    // NB: losing the lease (another controller took it, or the store was
+    // out of reach too long to be sure) steps down to standby, never ends
+    // the process: it leads again once it can.
+    let mut led = false;
+    let res = loop {
+        let started = Controller::start(
+            store.clone(),
+            queue.clone(),
+            runtime.clone(),
+            cfg.clone(),
+            shutdown.clone(),
+            lease_waiter,
+        )
+        .await;
+        let c = match started {
+            Ok(Some(c)) => c,
+            Ok(None) => break Ok(()),
+            Err(e) if !shutdown.is_cancelled() => {
+                tracing::warn!(error = %e, "cannot start leading; standing by and trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+            Err(e) => break Err(e),
+        };
+        led = true;
+        ready.set(true);
+        tracing::info!(runtime = backend, "controller running; Ctrl-C to stop");
+        let res = c.wait().await;
+        ready.set(false);
+        match res {
+            Err(crate::controller::Error::LeaseLost(by)) if !shutdown.is_cancelled() => {
+                tracing::warn!(
+                    lease_holder = %by,
+                    "stepped down: no longer sure to hold the controller lease; standing by to lead again"
+                );
+            }
+            other => break other,
+        }
     };
-    ready.set(true);
-    tracing::info!(runtime = backend, "controller running; Ctrl-C to stop");
-    let res = c.wait().await;
-    ready.set(false);
     shutdown.cancel();
     if let Some(local) = local {
         local.shutdown().await;
@@ -305,7 +339,8 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         tracing::warn!(error = %e, "the HTTP server failed");
     }
     res?;
-    Ok(exit::OK)
+    // NB: interrupted while waiting for the lease: 130, as before.
+    Ok(if led { exit::OK } else { exit::INTERRUPTED })
 }
 
 /// `skep controller --api-only`: the HTTP server on the store, no

@@ -19,7 +19,12 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+/// How long a store failure while waiting for the lease is waited out.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(2);
+
 /// Waits until `holder` holds the lease; `false` if `shutdown` came first.
+/// A store that fails or hangs is retried (each call bounded by a third of
+/// the lease): a controller waits out a store outage instead of ending.
 pub async fn acquire(
     store: &dyn Store,
     holder: &str,
@@ -29,45 +34,178 @@ pub async fn acquire(
 ) -> Result<bool> {
     let ttl_ms = ttl.as_millis() as i64;
     loop {
-        let state = store.acquire_lease(LEASE_NAME, holder, now_ms(), ttl_ms).await?;
-        if state.holder == holder {
-            return Ok(true);
-        }
-        on_wait(&state);
-        let left = Duration::from_millis((state.expires_ms - now_ms()).clamp(100, ttl_ms.max(100)) as u64);
+        let call = tokio::time::timeout(
+            renew_timeout(ttl),
+            store.acquire_lease(LEASE_NAME, holder, now_ms(), ttl_ms),
+        );
+        let pause = match tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            r = call => r,
+        } {
+            Ok(Ok(state)) if state.holder == holder => return Ok(true),
+            Ok(Ok(state)) => {
+                on_wait(&state);
+                let left = Duration::from_millis((state.expires_ms - now_ms()).clamp(100, ttl_ms.max(100)) as u64);
+                left.min(ttl / 3).max(Duration::from_millis(100))
+            }
+            Ok(Err(error)) => {
+                warn!(%error, "cannot read the controller lease; standing by and retrying");
+                RETRY_AFTER_ERROR
+            }
+            Err(_) => {
+                warn!("the store did not answer the lease call in time; standing by and retrying");
+                RETRY_AFTER_ERROR
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(false),
-            _ = tokio::time::sleep(left.min(ttl / 3).max(Duration::from_millis(100))) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
 
-/// Renews the lease until `stop`; an error when it is lost.
+/// One renewal call may take this long at most: a third of the lease.
+pub fn renew_timeout(ttl: Duration) -> Duration {
+    ttl / 3
+}
+
+/// How long after the start of its last successful renewal a leader
+/// still acts: two thirds of the lease (client-go's renew deadline of 10 s
+/// for a 15 s lease). The lease itself runs until the start of that renewal
+/// plus the whole TTL, so a leader always stops before another can take
+/// over, whatever the store does meanwhile (clocks agreeing).
+pub fn leading_for(ttl: Duration) -> Duration {
+    ttl * 2 / 3
+}
+
+/// Renews the lease until `stop`; an error as soon as this process can no
+/// longer be sure it holds the lease (lost to another, or not renewed
+/// within [`leading_for`]).
 pub async fn hold(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
     let ttl = ctx.cfg.lease_ttl;
-    let mut renewed_at = tokio::time::Instant::now();
+    let holder = ctx.cfg.holder.clone();
+    let store = ctx.store.clone();
+    keep(
+        move || {
+            let store = store.clone();
+            let holder = holder.clone();
+            async move {
+                store
+                    .acquire_lease(LEASE_NAME, &holder, now_ms(), ttl.as_millis() as i64)
+                    .await
+            }
+        },
+        &ctx.cfg.holder,
+        ttl,
+        stop,
+    )
+    .await
+}
+
+/// The renewal loop behind [`hold`]: `renew` asks the store for the lease.
+pub async fn keep<F, Fut>(mut renew: F, holder: &str, ttl: Duration, stop: CancellationToken) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<LeaseState, crate::store::StoreError>>,
+{
+    // NB: the lease was taken just before this runs.
+    let mut lead_until = tokio::time::Instant::now() + leading_for(ttl);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tokio::time::sleep(ttl / 3) => {}
         }
-        let res = ctx
-            .store_call(
-                ctx.store
-                    .acquire_lease(LEASE_NAME, &ctx.cfg.holder, now_ms(), ttl.as_millis() as i64),
-            )
-            .await;
+        let sent = tokio::time::Instant::now();
+        // NB: never past the point where leading ends: a renewal that
+        // answers later cannot be trusted to have come in time.
+        let deadline = (sent + renew_timeout(ttl)).min(lead_until);
+        let res = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = tokio::time::timeout_at(deadline, renew()) => r,
+        };
         match res {
-            Ok(state) if state.holder == ctx.cfg.holder => renewed_at = tokio::time::Instant::now(),
-            Ok(state) => return Err(Error::LeaseLost(state.holder)),
-            Err(error) => {
-                warn!(%error, "renewing the controller lease failed");
-                if renewed_at.elapsed() >= ttl {
-                    return Err(Error::LeaseLost(
-                        "(unknown: the store was unreachable for the whole lease)".into(),
-                    ));
+            Ok(Ok(state)) if state.holder == holder => lead_until = sent + leading_for(ttl),
+            Ok(Ok(state)) => return Err(Error::LeaseLost(state.holder)),
+            Ok(Err(error)) => warn!(%error, "renewing the controller lease failed"),
+            Err(_) => warn!("renewing the controller lease did not answer in time"),
+        }
+        if tokio::time::Instant::now() >= lead_until {
+            return Err(Error::LeaseLost(
+                "(unknown: the lease could not be renewed in time; stepping down before it can expire)".into(),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_whose_store_hangs_steps_down_before_the_lease_runs_out() {
+        let ttl = Duration::from_secs(15);
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let started = tokio::time::Instant::now();
+        let renew = move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Ok(LeaseState {
+                        holder: "me".into(),
+                        expires_ms: 0,
+                    })
+                } else {
+                    // The store hangs from the second renewal on.
+                    std::future::pending().await
                 }
             }
-        }
+        };
+        let err = keep(renew, "me", ttl, CancellationToken::new()).await.unwrap_err();
+        assert!(matches!(err, Error::LeaseLost(_)), "{err}");
+        let stepped_down = started.elapsed();
+        // Last good renewal started at ttl/3 (5 s): the lease runs to 20 s
+        // at the store; the leader must be gone before then.
+        assert!(stepped_down < ttl / 3 + ttl, "stepped down at {stepped_down:?}");
+        assert!(
+            stepped_down <= ttl / 3 + leading_for(ttl),
+            "stepped down at {stepped_down:?}"
+        );
+        assert!(
+            stepped_down >= ttl / 3 + ttl / 3,
+            "gave up before a whole renewal period: {stepped_down:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_renewals_step_down_and_a_lost_lease_at_once() {
+        let ttl = Duration::from_secs(15);
+        let started = tokio::time::Instant::now();
+        let err = keep(
+            || async { Err(crate::store::StoreError::Backend("down".into())) },
+            "me",
+            ttl,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::LeaseLost(_)));
+        assert!(started.elapsed() <= leading_for(ttl), "{:?}", started.elapsed());
+
+        let err = keep(
+            || async {
+                Ok(LeaseState {
+                    holder: "other".into(),
+                    expires_ms: 0,
+                })
+            },
+            "me",
+            ttl,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::LeaseLost(h) if h == "other"));
     }
 }

@@ -277,7 +277,9 @@ impl Controller {
         }
         info!(holder = %cfg.holder, store = store.backend(), queue = queue.backend(), runtime = runtime.backend(), "controller lease taken");
         if !queue.is_durable() {
-            let n = store.reset_dispatched().await?;
+            let n = tokio::time::timeout(CALL_TIMEOUT, store.reset_dispatched())
+                .await
+                .map_err(|_| Error::Timeout("store"))??;
             if n > 0 {
                 info!(
                     tasks = n,
@@ -344,15 +346,25 @@ impl Controller {
                 Err(e) => Some(Error::TaskEnded(e.to_string())),
             };
             if let Some(e) = err {
+                self.stop.cancel();
+                if matches!(e, Error::LeaseLost(_)) {
+                    // NB: no longer sure to lead: nothing more may be
+                    // written, not even by a reconcile half done (as a
+                    // crash would leave it, which the design survives).
+                    self.tasks.abort_all();
+                    self.ctx.cfg.metrics.set_leader(false);
+                }
                 if first_error.is_none() {
                     warn!(error = %e, "controller stopping");
                     first_error = Some(e);
                 }
-                self.stop.cancel();
             }
         }
         self.ctx.cfg.metrics.set_leader(false);
-        let _ = self.ctx.store.release_lease(LEASE_NAME, &self.ctx.cfg.holder).await;
+        if !matches!(first_error, Some(Error::LeaseLost(_))) {
+            let release = self.ctx.store.release_lease(LEASE_NAME, &self.ctx.cfg.holder);
+            let _ = tokio::time::timeout(lease::renew_timeout(self.ctx.cfg.lease_ttl), release).await;
+        }
         first_error.map_or(Ok(()), Err)
     }
 }
