@@ -87,3 +87,96 @@ async fn sigkill_mid_job_then_rerun_resumes_without_loss_or_rework() {
         .collect();
     assert_eq!((lines.len(), paths.len()), (40, 40), "one line per file");
 }
+
+/// Every file a worker read, by index, from `skep run`'s debug log (one
+/// `read` line per file read to the end).
+fn reads_in_log(log: &str) -> Vec<u64> {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI colour: up to its final `m`.
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
+        .filter(|l| l.contains("skep_worker::worker") && l.contains(" read "))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("index="))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_job_then_rerun_reads_no_file_twice() {
+    let ws = Workspace::new(40, None, false);
+    let job = ws.job("stopped", "  scaling:\n    filesPerWorker: 10\n");
+    let job = job.to_str().expect("utf-8").to_owned();
+    let db = ws.path().join("skep.db");
+    let log_of = |name: &str| {
+        let path = ws.path().join(name);
+        (std::fs::File::create(&path).expect("log file"), path)
+    };
+
+    let (log1, log1_path) = log_of("run1.log");
+    let mut child = ws
+        .skep()
+        .args(["run", "-f", &job, "--quiet", "--workers", "2"])
+        .env("SKEP_LOG", "warn,skep_worker::worker=debug")
+        .stderr(log1)
+        .spawn()
+        .expect("spawn");
+    let store = open(&db).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(Instant::now() < deadline, "no progress before Ctrl-C");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(j) = store.get_job("stopped").await.expect("get") else {
+            continue;
+        };
+        if finished(&store, j.uid()).await.len() >= 8 {
+            break;
+        }
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let first = child.wait().expect("reaped");
+    assert_eq!(first.code(), Some(130), "Ctrl-C exits 130");
+
+    let (log2, log2_path) = log_of("run2.log");
+    let second = ws
+        .skep()
+        .args(["run", "-f", &job, "--quiet", "--workers", "2"])
+        .env("SKEP_LOG", "warn,skep_worker::worker=debug")
+        .stderr(log2)
+        .status()
+        .expect("second run");
+    assert_eq!(second.code(), Some(0));
+
+    let mut reads = reads_in_log(&std::fs::read_to_string(&log1_path).expect("log 1"));
+    let in_first = reads.len();
+    reads.extend(reads_in_log(&std::fs::read_to_string(&log2_path).expect("log 2")));
+    assert!(in_first >= 8, "the first run read files before Ctrl-C: {in_first}");
+    let mut once = reads.clone();
+    once.sort_unstable();
+    once.dedup();
+    assert_eq!(
+        (reads.len(), once.len()),
+        (40, 40),
+        "every file read exactly once over both runs (first run read {in_first})"
+    );
+    let lines = results(&ws.output("stopped"));
+    assert_eq!(lines.len(), 40, "one line per file");
+}

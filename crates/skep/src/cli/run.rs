@@ -77,17 +77,24 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
         ..ControllerConfig::default()
     };
     let runtime: Arc<dyn Runtime> = parts.runtime.clone();
-    let Some(controller) =
-        Controller::start(parts.store, parts.queue, runtime, cfg, shutdown.clone(), lease_waiter).await?
-    else {
+    // NB: the controller stops on its own token, after the workers: see
+    // `stop_in_order`.
+    let ctl_stop = CancellationToken::new();
+    let queue = parts.queue.clone();
+    let started = tokio::select! {
+        s = Controller::start(parts.store, parts.queue, runtime, cfg, ctl_stop.clone(), lease_waiter) => s?,
+        _ = shutdown.cancelled() => None,
+    };
+    let Some(controller) = started else {
         return Ok(exit::INTERRUPTED);
     };
     let controller = tokio::spawn(controller.wait());
 
     let outcome = watch_progress(store.as_ref(), &name, args.quiet, &shutdown, &controller).await;
     shutdown.cancel();
+    stop_in_order(&parts.runtime, queue.as_ref(), Some(&controller)).await;
+    ctl_stop.cancel();
     let stopped = controller.await;
-    parts.runtime.shutdown().await;
     let job = outcome?;
     if let Ok(Err(e)) = stopped {
         return Err(CliError::failed(format!("the controller stopped: {e}")));
@@ -98,6 +105,48 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
             eprintln!("interrupted; run the same command again to resume {name}");
             Ok(exit::INTERRUPTED)
         }
+    }
+}
+
+/// How long the stop waits for the controller to ingest the workers' last
+/// results.
+const DRAIN_RESULTS: Duration = Duration::from_secs(30);
+
+/// The stop order of a process with local workers: the workers stop first
+/// (each finishes its file or hands it back, and publishes its result),
+/// then the controller, still running, ingests what they published; only
+/// then may it stop. Stopping the controller first would drop finished
+/// work with the in-process queue, and the next run would read it again.
+async fn stop_in_order(
+    local: &LocalRuntime,
+    queue: &dyn TaskQueue,
+    controller: Option<&tokio::task::JoinHandle<crate::controller::Result<()>>>,
+) {
+    let report = local.shutdown().await;
+    tracing::info!(
+        succeeded = report.succeeded,
+        failed = report.failed,
+        handed_back = report.handed_back,
+        "local workers stopped; ingesting their last results"
+    );
+    let deadline = tokio::time::Instant::now() + DRAIN_RESULTS;
+    loop {
+        if controller.is_some_and(|c| c.is_finished()) {
+            return;
+        }
+        match queue.depth(skep_api::RESULTS_TOPIC).await {
+            Ok(d) if d.total() == 0 => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot see the results queue; stopping without waiting for it");
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("results still waiting after {DRAIN_RESULTS:?}; their files are read again next time");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -291,6 +340,19 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
     // NB: losing the lease (another controller took it, or the store was
     // out of reach too long to be sure) steps down to standby, never ends
     // the process: it leads again once it can.
+    // NB: on a signal, local workers stop first and their last results are
+    // ingested before the controller stops (see `stop_in_order`).
+    let ctl_stop = CancellationToken::new();
+    let stopper = {
+        let (shutdown, ctl_stop, local, queue) = (shutdown.clone(), ctl_stop.clone(), local.clone(), queue.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            if let Some(local) = &local {
+                stop_in_order(local, queue.as_ref(), None).await;
+            }
+            ctl_stop.cancel();
+        })
+    };
     let mut led = false;
     let res = loop {
         let started = Controller::start(
@@ -298,7 +360,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
             queue.clone(),
             runtime.clone(),
             cfg.clone(),
-            shutdown.clone(),
+            ctl_stop.clone(),
             lease_waiter,
         )
         .await;
@@ -330,6 +392,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         }
     };
     shutdown.cancel();
+    let _ = stopper.await;
     if let Some(local) = local {
         local.shutdown().await;
     }

@@ -37,6 +37,8 @@ pub struct LocalRuntime {
     stop_grace: Duration,
     pools: Mutex<HashMap<String, Pool>>,
     next_id: AtomicU64,
+    /// Set by [`LocalRuntime::shutdown`]: no replica starts after it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for LocalRuntime {
@@ -62,6 +64,7 @@ impl LocalRuntime {
             stop_grace: skep_worker::worker::DEFAULT_STOP_GRACE,
             pools: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -81,6 +84,7 @@ impl LocalRuntime {
     pub async fn shutdown(&self) -> WorkerReport {
         let replicas: Vec<Replica> = {
             let mut pools = lock(&self.pools);
+            self.closed.store(true, Ordering::SeqCst);
             pools
                 .values_mut()
                 .flat_map(|p| p.active.drain(..).chain(p.draining.drain(..)).collect::<Vec<_>>())
@@ -131,6 +135,11 @@ impl Runtime for LocalRuntime {
 
     async fn set_replicas(&self, pool: &str, replicas: u32) -> Result<()> {
         let mut pools = lock(&self.pools);
+        // NB: stopping: the controller may still reconcile while the last
+        // results come in; it must not start replicas again.
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let p = pools.entry(pool.to_owned()).or_default();
         p.draining.retain(|r| !r.handle.is_finished());
         let before = p.active.len();
