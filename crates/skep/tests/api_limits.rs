@@ -133,7 +133,13 @@ async fn a_slow_header_client_is_cut_off() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
-    let (_d, api) = server(small()).await;
+    // NB: a header timeout longer than the idle one, so that the idle
+    // watch, not hyper's wait for the next request's headers, closes it.
+    let (_d, api) = server(Limits {
+        header_timeout: Duration::from_secs(10),
+        ..small()
+    })
+    .await;
     let mut s = connect(&api).await;
     s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
         .await

@@ -321,6 +321,24 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         ),
         None => None,
     };
+    // NB: supervised: a server that ends before shutdown (a panic, a failed
+    // accept loop) stops the whole process with an error, so that the swarm
+    // restarts it, instead of leaving a controller nobody can reach.
+    let server = server.map(|handle| {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let ended = server_ended(handle).await;
+            if shutdown.is_cancelled() {
+                return ended.map(|()| false);
+            }
+            tracing::error!(
+                error = ended.as_ref().err().map(String::as_str).unwrap_or("it returned"),
+                "the HTTP server stopped; stopping the controller"
+            );
+            shutdown.cancel();
+            Ok(true)
+        })
+    });
     let (runtime, local): (Arc<dyn Runtime>, Option<Arc<LocalRuntime>>) = match swarm {
         Some(swarm) => (Arc::new(swarm), None),
         None => {
@@ -396,10 +414,13 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
     if let Some(local) = local {
         local.shutdown().await;
     }
-    if let Some(server) = server
-        && let Err(e) = server_ended(server).await
-    {
-        tracing::warn!(error = %e, "the HTTP server failed");
+    if let Some(server) = server {
+        match server.await {
+            Ok(Ok(false)) => {}
+            Ok(Ok(true)) => return Err(CliError::failed("the HTTP server stopped before shutdown")),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server failed"),
+            Err(e) => return Err(CliError::failed(format!("the HTTP server's supervisor ended: {e}"))),
+        }
     }
     res?;
     // NB: interrupted while waiting for the lease: 130, as before.

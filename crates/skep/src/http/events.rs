@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::Method;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use futures::Stream;
 use serde::Serialize;
 use serde_json::json;
@@ -172,13 +174,6 @@ impl Rates {
     }
 }
 
-fn event(name: &str, data: &impl Serialize) -> Event {
-    Event::default()
-        .event(name)
-        .json_data(data)
-        .unwrap_or_else(|_| Event::default().event("error").data("cannot encode"))
-}
-
 /// Default `--api-max-streams`.
 pub const DEFAULT_MAX_STREAMS: usize = 256;
 /// Default `--api-max-streams-per-token`.
@@ -189,7 +184,12 @@ pub const DEFAULT_MAX_STREAMS_PER_TOKEN: usize = 32;
 pub struct Snapshot {
     /// When the store was read.
     at: Instant,
+    /// Changes only when the progress does.
+    version: u64,
     progress: Result<Vec<Progress>, String>,
+    /// The `jobs` (or `error`) event of every job, encoded once and shared
+    /// by every stream (a clone is a reference count).
+    encoded: Bytes,
 }
 
 /// The jobs feed: one producer reads the store once per [`TICK`] while
@@ -278,9 +278,27 @@ impl Feed {
                 Ok(jobs) => rates.progress(&state, jobs, now).await,
                 Err(e) => Err(e),
             };
-            let snap = Snapshot {
-                at: now,
-                progress: progress.map_err(|e| e.to_string()),
+            let progress = progress.map_err(|e| e.to_string());
+            let previous = self.tx.borrow().clone();
+            let snap = match previous {
+                Some(p) if p.progress == progress => Snapshot {
+                    at: now,
+                    version: p.version,
+                    progress,
+                    encoded: p.encoded.clone(),
+                },
+                p => {
+                    let encoded = match &progress {
+                        Ok(all) => encode("jobs", all),
+                        Err(e) => encode("error", &json!({"error": e})),
+                    };
+                    Snapshot {
+                        at: now,
+                        version: p.map_or(1, |p| p.version + 1),
+                        progress,
+                        encoded,
+                    }
+                }
             };
             self.tx.send_replace(Some(Arc::new(snap)));
             tokio::select! {
@@ -320,48 +338,59 @@ fn token_key(headers: &axum::http::HeaderMap) -> Option<u64> {
     Some(u64::from_le_bytes(d[..8].try_into().ok()?))
 }
 
+/// One server-sent event, encoded: `event: NAME` and its JSON on one
+/// `data:` line (compact JSON has no line breaks).
+fn encode(name: &str, data: &impl Serialize) -> Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "{\"error\":\"cannot encode\"}".to_owned());
+    Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+/// A comment that keeps an idle stream's connection alive.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+/// How often a stream with nothing to say sends [`KEEP_ALIVE`].
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+
 /// The stream behind both routes: `only` narrows it to one job.
-fn stream(
-    state: ApiState,
-    slot: StreamSlot,
-    only: Option<String>,
-    with_swarm: bool,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+fn stream(state: ApiState, slot: StreamSlot, only: Option<String>, with_swarm: bool) -> Response {
     let mut feed = state.feed().subscribe(&state);
-    async_stream(move |tx| async move {
+    let body = async_stream(move |tx| async move {
         let _slot = slot;
         let opened = Instant::now();
+        let mut sent_version = 0u64;
         let mut last_jobs: Option<Vec<Progress>> = None;
         let mut last_swarm: Option<serde_json::Value> = None;
         let mut next_swarm = Instant::now();
+        let mut last_sent = Instant::now();
         loop {
             let snap = feed.borrow_and_update().clone();
             if let Some(snap) = snap {
-                match &snap.progress {
-                    Ok(all) => {
-                        let p: Vec<Progress> = match &only {
-                            Some(name) => all.iter().filter(|p| &p.name == name).cloned().collect(),
-                            None => all.clone(),
-                        };
+                let out = match (&only, &snap.progress) {
+                    // Every job: the shared encoding, when it changed.
+                    (None, _) => (snap.version != sent_version).then(|| snap.encoded.clone()),
+                    (Some(_), Err(_)) => (snap.version != sent_version).then(|| snap.encoded.clone()),
+                    (Some(name), Ok(all)) => {
+                        let p: Vec<Progress> = all.iter().filter(|p| &p.name == name).cloned().collect();
                         // NB: a reading older than this stream may predate
                         // the job: only a newer one can say it is gone.
-                        let gone = only.is_some() && p.is_empty() && snap.at >= opened;
-                        if !gone && last_jobs.as_ref() != Some(&p) {
-                            if tx.send(event("jobs", &p)).await.is_err() {
-                                return;
-                            }
+                        if p.is_empty() && snap.at >= opened {
+                            let _ = tx.send(encode("deleted", &json!({"name": name}))).await;
+                            return;
+                        }
+                        if last_jobs.as_ref() == Some(&p) {
+                            None
+                        } else {
+                            let e = encode("jobs", &p);
                             last_jobs = Some(p);
-                        }
-                        if gone {
-                            let _ = tx.send(event("deleted", &json!({"name": only}))).await;
-                            return;
+                            Some(e)
                         }
                     }
-                    Err(e) => {
-                        if tx.send(event("error", &json!({"error": e}))).await.is_err() {
-                            return;
-                        }
+                };
+                sent_version = snap.version;
+                if let Some(bytes) = out {
+                    if tx.send(bytes).await.is_err() {
+                        return;
                     }
+                    last_sent = Instant::now();
                 }
             }
             let now = Instant::now();
@@ -371,56 +400,68 @@ fn stream(
                 // cadence always finds the shared copy stale.
                 let snap = state.swarm_overview(SWARM_EVERY - TICK / 2).await;
                 if last_swarm.as_ref() != Some(&snap) {
-                    if tx.send(event("swarm", &snap)).await.is_err() {
+                    if tx.send(encode("swarm", &snap)).await.is_err() {
                         return;
                     }
+                    last_sent = Instant::now();
                     last_swarm = Some(snap);
                 }
             }
-            let swarm_due = tokio::time::sleep_until(if with_swarm {
-                next_swarm
+            if last_sent.elapsed() >= KEEP_ALIVE_EVERY {
+                if tx.send(Bytes::from_static(KEEP_ALIVE)).await.is_err() {
+                    return;
+                }
+                last_sent = Instant::now();
+            }
+            let wake = if with_swarm {
+                next_swarm.min(last_sent + KEEP_ALIVE_EVERY)
             } else {
-                now + SWARM_EVERY * 100
-            });
+                last_sent + KEEP_ALIVE_EVERY
+            };
             tokio::select! {
                 _ = state.shutdown().cancelled() => return,
                 _ = tx.closed() => return,
                 changed = feed.changed() => if changed.is_err() { return },
-                _ = swarm_due => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
-    })
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
-/// A stream fed by `body` through a small bounded channel: a slow client
-/// holds its own sender back (it skips to the feed's newest reading)
-/// instead of piling events up.
-fn async_stream<F, Fut>(body: F) -> impl Stream<Item = Result<Event, Infallible>>
+/// A body fed by `producer` through a small bounded channel: a slow client
+/// holds its own producer back (it skips to the feed's newest reading)
+/// instead of piling events up; the events themselves are shared.
+fn async_stream<F, Fut>(producer: F) -> impl Stream<Item = Result<Bytes, Infallible>>
 where
-    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    F: FnOnce(tokio::sync::mpsc::Sender<Bytes>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(body(tx).instrument(tracing::debug_span!("event_stream")));
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(producer(tx).instrument(tracing::debug_span!("event_stream")));
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
 }
 
-async fn all_events(
-    State(state): State<ApiState>,
-    headers: axum::http::HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+async fn all_events(State(state): State<ApiState>, headers: axum::http::HeaderMap) -> Result<Response, ApiError> {
     let slot = state.feed().open(token_key(&headers))?;
-    Ok(Sse::new(stream(state, slot, None, true)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(stream(state, slot, None, true))
 }
 
 async fn job_events(
     State(state): State<ApiState>,
     headers: axum::http::HeaderMap,
     Path(name): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     super::jobs::get_job(&state, &name).await?;
     let slot = state.feed().open(token_key(&headers))?;
-    Ok(Sse::new(stream(state, slot, Some(name), false)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(stream(state, slot, Some(name), false))
 }
 
 #[cfg(test)]
