@@ -372,7 +372,11 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         })
     };
     let mut led = false;
+    let mut cfg = cfg;
     let res = loop {
+        // NB: leading again in the same process: the in-process queue still
+        // holds what was dispatched.
+        cfg.redispatch_lost_tasks = !led;
         let started = Controller::start(
             store.clone(),
             queue.clone(),
@@ -405,6 +409,16 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
                     lease_holder = %by,
                     "stepped down: no longer sure to hold the controller lease; standing by to lead again"
                 );
+            }
+            // NB: any other failure (the store's watch ended in an outage,
+            // say) steps down too: the lease is released for another
+            // controller, and this one tries again after a pause.
+            Err(e) if !shutdown.is_cancelled() => {
+                tracing::error!(error = %e, "the controller stopped; standing by to lead again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
             }
             other => break other,
         }

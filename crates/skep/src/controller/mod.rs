@@ -79,6 +79,11 @@ pub struct ControllerConfig {
     pub metrics: Metrics,
     /// Which folders jobs may read and write (`--allow-path`).
     pub paths: crate::paths::PathPolicy,
+    /// With a queue that does not survive its process: mark the tasks an
+    /// earlier process dispatched as pending again when the lease is
+    /// taken. Not when the same process leads again (its queue still
+    /// holds them).
+    pub redispatch_lost_tasks: bool,
 }
 
 impl Default for ControllerConfig {
@@ -95,6 +100,7 @@ impl Default for ControllerConfig {
             default_output_root: PathBuf::from("skep-output"),
             metrics: Metrics::new(),
             paths: crate::paths::PathPolicy::Any,
+            redispatch_lost_tasks: true,
         }
     }
 }
@@ -276,7 +282,7 @@ impl Controller {
             return Ok(None);
         }
         info!(holder = %cfg.holder, store = store.backend(), queue = queue.backend(), runtime = runtime.backend(), "controller lease taken");
-        if !queue.is_durable() {
+        if !queue.is_durable() && cfg.redispatch_lost_tasks {
             let n = tokio::time::timeout(CALL_TIMEOUT, store.reset_dispatched())
                 .await
                 .map_err(|_| Error::Timeout("store"))??;
