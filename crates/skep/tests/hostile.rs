@@ -65,7 +65,7 @@ async fn idle_connections_and_unread_streams_leave_the_controller_answering() {
             let mut spec = BulkJobSpec::for_path(empty.to_str().expect("utf-8"));
             spec.suspend = true;
             store
-                .apply_job(BulkJob::new(&format!("job-{i:04}"), spec))
+                .apply_job(BulkJob::new(format!("job-{i:04}"), spec))
                 .await
                 .expect("apply");
         }
