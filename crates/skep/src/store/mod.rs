@@ -507,6 +507,19 @@ mod tests {
         assert_eq!(srv.to_string(), "mongodb+srv://skep:***@cluster.example.net/skep");
         let err = StoreUrl::parse("mongodb://skep:hunter2@db/a.b").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+        // Passwords with characters the spec wants encoded never show.
+        for password in ["Kx7/Qz9", "Kx7?Qz9", "Kx7#Qz9", "Kx7@Qz9", "Kx7/Qz9?Wv3#Jm5@Rt8"] {
+            let raw = format!("mongodb://skep:{password}@db:27017/prod?authSource=admin");
+            let shown = match StoreUrl::parse(&raw) {
+                Ok(u) => format!("{u} {u:?}"),
+                Err(e) => e,
+            };
+            for piece in password.split(['/', '?', '#', '@']) {
+                assert!(!shown.contains(piece), "{password}: {shown}");
+            }
+        }
+        let encoded = StoreUrl::parse("mongodb://skep:p%3Fss%40@db/prod").unwrap();
+        assert_eq!(encoded.to_string(), "mongodb://skep:***@db/prod");
     }
 
     #[test]

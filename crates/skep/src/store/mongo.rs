@@ -154,6 +154,19 @@ impl MongoUrl {
         } else {
             return Err("a MongoDB store URL starts with mongodb:// or mongodb+srv://".to_owned());
         };
+        // NB: the user info must percent-encode `/ ? # @` (the connection
+        // string spec); one that does not cannot be told from the hosts,
+        // path and options, so the URL is refused before anything of it can
+        // be shown.
+        if let Some(at) = rest.rfind('@')
+            && rest[..at].contains(['/', '?', '#'])
+        {
+            return Err(
+                "the MongoDB URL's user name or password holds an unencoded `/`, `?`, `#` or `@`: percent-encode them \
+                 (%2F %3F %23 %40)"
+                    .to_owned(),
+            );
+        }
         let (before_query, query) = match rest.split_once('?') {
             Some((b, q)) => (b, q),
             None => (rest, ""),
