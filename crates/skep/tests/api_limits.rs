@@ -342,3 +342,24 @@ async fn deep_nesting_is_refused_before_parsing() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_new_connection_counts_as_active_from_its_accept() {
+    let (_d, api) = server(Limits {
+        header_timeout: Duration::from_secs(10),
+        ..small()
+    })
+    .await;
+    // The server has been up longer than the idle timeout (2 s) ...
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for _ in 0..3 {
+        let mut s = connect(&api).await;
+        // ... and the client takes a moment before its first byte.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let (answer, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+}

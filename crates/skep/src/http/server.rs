@@ -101,7 +101,8 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(AtomicU64::new(0));
+        // NB: a new connection starts active now, not at the server's start.
+        let activity = Arc::new(AtomicU64::new(clock.elapsed().as_millis() as u64));
         let io = TokioIo::new(Watched {
             inner: stream,
             activity: activity.clone(),
