@@ -3,7 +3,7 @@
 # Tesseract 5 with its C API, English and orientation data, Leptonica,
 # clang (for the leptess bindings), Poppler's programs (pdfinfo, pdftotext,
 # pdftoppm: how workers read PDFs) and qpdf (searchable PDFs), the DejaVu
-# fonts the test corpus is drawn with, and jq.
+# fonts the test corpus is drawn with, jq, curl, and img2pdf (tests only).
 # Safe to run again; does nothing when everything is there.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ packages=(
   poppler-utils qpdf
   clang libclang-dev pkg-config fonts-dejavu-core
   jq curl # the swarm end-to-end and API tests read JSON and call HTTP with them
+  img2pdf # a test makes a scanned PDF "made elsewhere" with it
 )
 
 missing=()

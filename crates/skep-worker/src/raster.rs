@@ -436,18 +436,25 @@ mod tests {
 
     #[test]
     fn huge_images_are_refused_before_decoding() {
-        // A PNG header claiming 100000 x 100000 pixels and no data.
+        // A PNG claiming 100000 x 100000 pixels with a few bytes of data:
+        // the decoder reads the header up to the first data chunk, and the
+        // size is refused there, before anything is allocated for pixels.
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         let mut ihdr = Vec::new();
         ihdr.extend_from_slice(&100_000u32.to_be_bytes());
         ihdr.extend_from_slice(&100_000u32.to_be_bytes());
         ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-        png.extend_from_slice(&(ihdr.len() as u32).to_be_bytes());
-        png.extend_from_slice(b"IHDR");
-        png.extend_from_slice(&ihdr);
-        let mut crc = crc32(b"IHDR");
-        crc = crc32_update(crc, &ihdr);
-        png.extend_from_slice(&(!crc).to_be_bytes());
+        let chunk = |png: &mut Vec<u8>, kind: &[u8; 4], body: &[u8]| {
+            png.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            png.extend_from_slice(kind);
+            png.extend_from_slice(body);
+            let crc = crc32_update(crc32(kind), body);
+            png.extend_from_slice(&(!crc).to_be_bytes());
+        };
+        chunk(&mut png, b"IHDR", &ihdr);
+        // An empty zlib stream, then the end.
+        chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+        chunk(&mut png, b"IEND", &[]);
         let err = decode_image(&png, ImageFormat::Png, false).unwrap_err();
         assert_eq!(err.reason, FailureReason::TooLarge, "{err}");
     }
