@@ -296,7 +296,9 @@ spec:
 
         started = time.monotonic()
         run("docker", "service", "create", "--detach", "--no-resolve-image", "--quiet",
-            "--name", service, "--replicas", "1", "--label", "skep.test=dashboard", IMAGE, "sleep", "infinity")
+            "--name", service, "--replicas", "1", "--label", "skep.test=dashboard",
+            # skep's own (as its worker services are), so that the API may scale it
+            "--label", "dev.skep.owned=true", IMAGE, "sleep", "infinity")
         service_created = True
         check(f"service {service} created with 1 replica", started)
 
