@@ -38,6 +38,31 @@ fn job(name: &str, source: &Path, output: Option<&Path>) -> serde_json::Value {
     json!({"apiVersion": "skep.dev/v1", "kind": "BulkJob", "metadata": {"name": name}, "spec": spec})
 }
 
+/// A controller on `store` with one local worker that allows only the
+/// workspace's folder; its stop token and task.
+async fn controller_allowing(
+    ws: &common::Workspace,
+    store: Arc<dyn Store>,
+    resync: Duration,
+) -> (CancellationToken, tokio::task::JoinHandle<skep::controller::Result<()>>) {
+    let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
+    let runtime: Arc<dyn Runtime> = Arc::new(LocalRuntime::new(queue.clone(), 1));
+    let cfg = ControllerConfig {
+        running_requeue: Duration::from_millis(300),
+        resync,
+        scale_down_cooldown: Duration::ZERO,
+        default_output_root: ws.path().join("default-out"),
+        paths: PathPolicy::under(&[ws.path().to_path_buf()]).expect("policy"),
+        ..ControllerConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let c = Controller::start(store, queue, runtime, cfg, stop.clone(), |_| {})
+        .await
+        .expect("start")
+        .expect("lease");
+    (stop, tokio::spawn(c.wait()))
+}
+
 #[tokio::test]
 async fn the_api_refuses_folders_outside_the_allowed_ones() {
     let (root, ws) = folders();
@@ -113,22 +138,7 @@ async fn the_controller_fails_a_stored_job_outside_the_allowed_folders_without_t
     fine.output.path = Some(ws.path().join("out").to_str().expect("utf-8").to_owned());
     store.apply_job(BulkJob::new("fine", fine)).await.expect("apply");
 
-    let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
-    let runtime: Arc<dyn Runtime> = Arc::new(LocalRuntime::new(queue.clone(), 1));
-    let cfg = ControllerConfig {
-        running_requeue: Duration::from_millis(300),
-        resync: Duration::from_secs(5),
-        scale_down_cooldown: Duration::ZERO,
-        default_output_root: ws.path().join("default-out"),
-        paths: PathPolicy::under(&[ws.path().to_path_buf()]).expect("policy"),
-        ..ControllerConfig::default()
-    };
-    let stop = CancellationToken::new();
-    let c = Controller::start(store.clone(), queue, runtime, cfg, stop.clone(), |_| {})
-        .await
-        .expect("start")
-        .expect("lease");
-    let controller = tokio::spawn(c.wait());
+    let (stop, controller) = controller_allowing(&ws, store.clone(), Duration::from_secs(5)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let (sneaky, fine) = loop {
         let s = store.get_job("sneaky").await.expect("get").expect("sneaky");
@@ -176,22 +186,7 @@ async fn output_writes_follow_no_planted_symlink() {
     spec.output.path = Some(out.to_str().expect("utf-8").to_owned());
     store.apply_job(BulkJob::new("planted", spec)).await.expect("apply");
 
-    let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
-    let runtime: Arc<dyn Runtime> = Arc::new(LocalRuntime::new(queue.clone(), 1));
-    let cfg = ControllerConfig {
-        running_requeue: Duration::from_millis(300),
-        resync: Duration::from_secs(1),
-        scale_down_cooldown: Duration::ZERO,
-        default_output_root: ws.path().join("default-out"),
-        paths: PathPolicy::under(&[ws.path().to_path_buf()]).expect("policy"),
-        ..ControllerConfig::default()
-    };
-    let stop = CancellationToken::new();
-    let c = Controller::start(store.clone(), queue, runtime, cfg, stop.clone(), |_| {})
-        .await
-        .expect("start")
-        .expect("lease");
-    let controller = tokio::spawn(c.wait());
+    let (stop, controller) = controller_allowing(&ws, store.clone(), Duration::from_secs(1)).await;
     let phase = || async {
         store
             .get_job("planted")

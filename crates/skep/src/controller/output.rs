@@ -145,6 +145,9 @@ pub async fn write_outputs(ctx: &Context, job: &BulkJob, report: &JobReport) -> 
         after = page.last().map(|t| t.index);
         let d = dir.clone();
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            // NB: files come in scan order, folder by folder: the open
+            // folder is kept while the next file goes to the same one.
+            let mut open: Option<(PathBuf, SafeDir)> = None;
             for t in &page {
                 serde_json::to_writer(&mut out, &ResultLine::of(t))?;
                 out.write_all(b"\n")?;
@@ -152,9 +155,16 @@ pub async fn write_outputs(ctx: &Context, job: &BulkJob, report: &JobReport) -> 
                     && super::landing::is_plain_relative(&t.path)
                     && let Some(text) = t.result.as_ref().and_then(|r| r.text.as_deref())
                 {
-                    let target = d.join("text").join(format!("{}.txt", t.path));
-                    let (folder, name) = SafeDir::parent_of(&d, &target)?;
-                    folder.write_atomically(&name, text.as_bytes())?;
+                    let rel = Path::new("text").join(format!("{}.txt", t.path));
+                    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+                        continue;
+                    };
+                    if open.as_ref().is_none_or(|(p, _)| p != parent) {
+                        open = Some((parent.to_path_buf(), SafeDir::open(&d, parent)?));
+                    }
+                    if let Some((_, folder)) = &open {
+                        folder.write_atomically(name, text.as_bytes())?;
+                    }
                 }
             }
             Ok(out)

@@ -240,8 +240,16 @@ fn refuse(
     now: DateTime<Utc>,
 ) -> Result<Action> {
     tracing::warn!(job = job.name(), reason, %message, "job refused");
-    status.phase = Phase::Failed;
+    mark_finished(status, Phase::Failed, reason, message, now);
+    Ok(Action::await_change())
+}
+
+/// The phase, time, replicas and conditions of a job that ended.
+fn mark_finished(status: &mut BulkJobStatus, phase: Phase, reason: &str, message: String, now: DateTime<Utc>) {
+    status.phase = phase;
     status.completion_time = Some(now);
+    // NB: a finished job uses no workers; the pool's own count is the
+    // runtime's business from here on.
     status.replicas.desired = 0;
     status.replicas.running = 0;
     status.set_condition(
@@ -251,8 +259,11 @@ fn refuse(
         message.clone(),
         now,
     );
-    status.set_condition(condition::FAILED, ConditionStatus::True, reason, message, now);
-    Ok(Action::await_change())
+    if phase == Phase::Succeeded {
+        status.set_condition(condition::COMPLETE, ConditionStatus::True, reason, message, now);
+    } else {
+        status.set_condition(condition::FAILED, ConditionStatus::True, reason, message, now);
+    }
 }
 
 /// Writes the outputs and the final status. Safe to repeat: the phase only
@@ -278,24 +289,7 @@ async fn finish(
     status.pages = all.pages;
     merge_nodes(&mut status.nodes_used, &summary.nodes);
     status.report = Some(report);
-    status.phase = phase;
-    status.completion_time = Some(now);
-    // NB: a finished job uses no workers; the pool's own count is the
-    // runtime's business from here on.
-    status.replicas.desired = 0;
-    status.replicas.running = 0;
-    status.set_condition(
-        condition::PROGRESSING,
-        ConditionStatus::False,
-        reason,
-        message.clone(),
-        now,
-    );
-    if phase == Phase::Succeeded {
-        status.set_condition(condition::COMPLETE, ConditionStatus::True, reason, message, now);
-    } else {
-        status.set_condition(condition::FAILED, ConditionStatus::True, reason, message, now);
-    }
+    mark_finished(status, phase, reason, message, now);
     if counts.failed > 0 {
         let by = summary
             .failures_by_reason

@@ -54,7 +54,7 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-fn digest(token: &[u8]) -> [u8; 32] {
+pub(super) fn digest(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
 }
 

@@ -244,11 +244,6 @@ impl Feed {
         })
     }
 
-    /// Open event streams.
-    pub fn open_streams(&self) -> usize {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).0
-    }
-
     /// A receiver of the feed; starts the producer when none runs.
     fn subscribe(self: &Arc<Self>, state: &ApiState) -> tokio::sync::watch::Receiver<Option<Arc<Snapshot>>> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -332,9 +327,7 @@ impl Drop for StreamSlot {
 
 /// A key for the caller's token (the route's auth has accepted it).
 fn token_key(headers: &axum::http::HeaderMap) -> Option<u64> {
-    use sha2::Digest;
-    let h = super::bearer_header(headers)?;
-    let d = sha2::Sha256::digest(h.as_bytes());
+    let d = super::auth::digest(super::bearer_header(headers)?.as_bytes());
     Some(u64::from_le_bytes(d[..8].try_into().ok()?))
 }
 
@@ -365,9 +358,9 @@ fn stream(state: ApiState, slot: StreamSlot, only: Option<String>, with_swarm: b
             let snap = feed.borrow_and_update().clone();
             if let Some(snap) = snap {
                 let out = match (&only, &snap.progress) {
-                    // Every job: the shared encoding, when it changed.
-                    (None, _) => (snap.version != sent_version).then(|| snap.encoded.clone()),
-                    (Some(_), Err(_)) => (snap.version != sent_version).then(|| snap.encoded.clone()),
+                    // Every job, or the store's error: the shared encoding,
+                    // when it changed.
+                    (None, _) | (Some(_), Err(_)) => (snap.version != sent_version).then(|| snap.encoded.clone()),
                     (Some(name), Ok(all)) => {
                         let p: Vec<Progress> = all.iter().filter(|p| &p.name == name).cloned().collect();
                         // NB: a reading older than this stream may predate

@@ -30,7 +30,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -38,7 +37,7 @@ use crate::store::Store;
 use auth::{Auth, Scope};
 use error::ApiError;
 
-pub use server::Limits;
+pub use server::{Limits, serve};
 pub use swarm::Docker;
 
 /// Bodies larger than this are refused with 413 (a BulkJob or a compose
@@ -257,18 +256,6 @@ pub fn router(parts: ServerParts) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-}
-
-/// Serves `app` on `listener` within `limits` until `shutdown` (see
-/// [`server`]).
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: Limits,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    server::serve(listener, app, limits, metrics, shutdown).await
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
