@@ -140,7 +140,7 @@ impl Metrics {
             ),
             call_seconds: histogram_vec(
                 "skep_backend_call_duration_seconds",
-                "Time of the controller's calls to the store, queue and runtime, by backend and outcome (ok, error, timeout).",
+                "Time of the controller's calls to the store, queue and runtime, by backend and outcome (ok, error, timeout, fenced: a write refused because another controller holds the lease).",
                 &["backend", "outcome"],
             ),
             leader: IntGauge::new(

@@ -55,6 +55,11 @@ struct Harness {
 
 impl Harness {
     async fn start(pages: usize, capacity: u32, cooldown: Duration) -> Self {
+        Self::start_with(pages, capacity, |cfg| cfg.scale_down_cooldown = cooldown).await
+    }
+
+    /// [`start`](Self::start) with the test's changes to the configuration.
+    async fn start_with(pages: usize, capacity: u32, edit: impl FnOnce(&mut ControllerConfig)) -> Self {
         let ws = common::Workspace::new(pages, None, false);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&ws.path().join("skep.db")).await.expect("store"));
         let queue: Arc<dyn TaskQueue> = Arc::new(MemoryQueue::new());
@@ -63,14 +68,14 @@ impl Harness {
             asked: Mutex::new(Vec::new()),
             max_running: Mutex::new(0),
         });
-        let cfg = ControllerConfig {
+        let mut cfg = ControllerConfig {
             running_requeue: Duration::from_millis(500),
             resync: Duration::from_secs(5),
-            scale_down_cooldown: cooldown,
             lease_ttl: Duration::from_secs(15),
             default_output_root: ws.path().join("out"),
             ..ControllerConfig::default()
         };
+        edit(&mut cfg);
         let stop = CancellationToken::new();
         let rt: Arc<dyn Runtime> = runtime.clone();
         let c = Controller::start(store.clone(), queue, rt, cfg, stop.clone(), |_| {})
@@ -226,4 +231,54 @@ async fn a_finished_job_with_a_ttl_is_deleted_and_its_output_kept() {
     }
     assert!(h.ws.output("brief").join("results.jsonl").exists(), "the output stays");
     h.stop().await;
+}
+
+/// Split brain: another controller takes the lease while this one still
+/// believes it leads (its next renewal is 20 s away). The store refuses
+/// its first write by the lease's fencing token, so it writes nothing for
+/// a job applied after the takeover, and steps down at once instead of at
+/// its next renewal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_is_fenced_off_and_steps_down_at_its_first_write() {
+    let ttl = Duration::from_secs(60);
+    let h = Harness::start_with(2, 1, |cfg| cfg.lease_ttl = ttl).await;
+
+    // The lease as a second controller finds it once the first one's
+    // renewals stopped reaching the store (its clock a TTL ahead).
+    let now = chrono::Utc::now().timestamp_millis();
+    let ttl_ms = ttl.as_millis() as i64;
+    let taken = h
+        .store
+        .acquire_lease(skep::controller::LEASE_NAME, "intruder", now + ttl_ms + 1_000, ttl_ms)
+        .await
+        .expect("take over");
+    assert_eq!(taken.holder, "intruder");
+
+    let uid = h
+        .store
+        .apply_job(h.job("late"))
+        .await
+        .expect("apply")
+        .job
+        .uid()
+        .to_owned();
+    let ended = tokio::time::timeout(Duration::from_secs(10), h.task)
+        .await
+        .expect("the deposed leader steps down at its first refused write, not at its next renewal")
+        .expect("join");
+    match ended {
+        Err(skep::controller::Error::LeaseLost(by)) => assert_eq!(by, "intruder"),
+        other => panic!("the deposed leader ended with {other:?}"),
+    }
+    let job = h.store.get_job("late").await.expect("get").expect("job");
+    assert!(
+        job.status.is_none(),
+        "a deposed leader wrote a status: {:?}",
+        job.status
+    );
+    assert!(!job.has_finalizer(), "a deposed leader added its finalizer");
+    let counts = h.store.task_counts(&uid).await.expect("counts");
+    assert_eq!(counts.files.total, 0, "a deposed leader scanned the job");
+    h.stop.cancel();
+    h.runtime.inner.shutdown().await;
 }

@@ -64,6 +64,8 @@ async fn a_schema_1_database_is_upgraded() {
                  worker TEXT, node TEXT, finished INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (job_uid, idx));
              CREATE INDEX tasks_by_state ON tasks(job_uid, state, due);
+             CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires INTEGER NOT NULL);
+             INSERT INTO leases(name, holder, expires) VALUES ('controller', 'old', 0);
              INSERT INTO tasks(job_uid, idx, path, state, attempts, text, confidence, pages, words, finished)
                  VALUES ('u', 0, 'a.png', 2, 1, 'old text', 90.0, 1, 2, 5), ('u', 1, 'b.pdf', 0, 0, NULL, NULL, 0, 0, 0);",
         )
@@ -83,6 +85,12 @@ async fn a_schema_1_database_is_upgraded() {
         .await
         .expect("ranges fit the new key");
     assert_eq!(s.list_parts("u", 1).await.expect("parts").len(), 2);
+    // The lease table gains generations; the old holder's lease counts as 0.
+    let taken = s
+        .acquire_lease("controller", "new", 10, 1_000)
+        .await
+        .expect("take over");
+    assert_eq!((taken.holder.as_str(), taken.generation), ("new", 1));
     drop(s);
     // Opening again leaves it alone.
     let s = SqliteStore::open(&path).await.expect("reopen");

@@ -22,7 +22,8 @@ fn now_ms() -> i64 {
 /// How long a store failure while waiting for the lease is waited out.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(2);
 
-/// Waits until `holder` holds the lease; `false` if `shutdown` came first.
+/// Waits until `holder` holds the lease and returns it (its generation is
+/// the term's fencing token); `None` if `shutdown` came first.
 /// A store that fails or hangs is retried (each call bounded by a third of
 /// the lease): a controller waits out a store outage instead of ending.
 pub async fn acquire(
@@ -31,7 +32,7 @@ pub async fn acquire(
     ttl: Duration,
     shutdown: &CancellationToken,
     on_wait: impl Fn(&LeaseState),
-) -> Result<bool> {
+) -> Result<Option<LeaseState>> {
     let ttl_ms = ttl.as_millis() as i64;
     loop {
         let call = tokio::time::timeout(
@@ -39,10 +40,10 @@ pub async fn acquire(
             store.acquire_lease(LEASE_NAME, holder, now_ms(), ttl_ms),
         );
         let pause = match tokio::select! {
-            _ = shutdown.cancelled() => return Ok(false),
+            _ = shutdown.cancelled() => return Ok(None),
             r = call => r,
         } {
-            Ok(Ok(state)) if state.holder == holder => return Ok(true),
+            Ok(Ok(state)) if state.holder == holder => return Ok(Some(state)),
             Ok(Ok(state)) => {
                 on_wait(&state);
                 let left = Duration::from_millis((state.expires_ms - now_ms()).clamp(100, ttl_ms.max(100)) as u64);
@@ -58,7 +59,7 @@ pub async fn acquire(
             }
         };
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(false),
+            _ = shutdown.cancelled() => return Ok(None),
             _ = tokio::time::sleep(pause) => {}
         }
     }
@@ -79,13 +80,13 @@ pub fn leading_for(ttl: Duration) -> Duration {
 }
 
 /// Renews the lease until `stop`; an error as soon as this process can no
-/// longer be sure it holds the lease (lost to another, or not renewed
-/// within [`leading_for`]).
-pub async fn hold(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
+/// longer be sure it holds the lease (lost to another, not renewed within
+/// [`leading_for`], or a write refused by the store's fence).
+pub async fn hold(ctx: Arc<Context>, generation: u64, stop: CancellationToken) -> Result<()> {
     let ttl = ctx.cfg.lease_ttl;
     let holder = ctx.cfg.holder.clone();
     let store = ctx.store.clone();
-    keep(
+    let renewals = keep(
         move || {
             let store = store.clone();
             let holder = holder.clone();
@@ -96,14 +97,24 @@ pub async fn hold(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
             }
         },
         &ctx.cfg.holder,
+        generation,
         ttl,
         stop,
-    )
-    .await
+    );
+    tokio::select! {
+        r = renewals => r,
+        by = ctx.deposed() => Err(Error::LeaseLost(by)),
+    }
 }
 
 /// The renewal loop behind [`hold`]: `renew` asks the store for the lease.
-pub async fn keep<F, Fut>(mut renew: F, holder: &str, ttl: Duration, stop: CancellationToken) -> Result<()>
+pub async fn keep<F, Fut>(
+    mut renew: F,
+    holder: &str,
+    generation: u64,
+    ttl: Duration,
+    stop: CancellationToken,
+) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<LeaseState, crate::store::StoreError>>,
@@ -124,7 +135,11 @@ where
             r = tokio::time::timeout_at(deadline, renew()) => r,
         };
         match res {
-            Ok(Ok(state)) if state.holder == holder => lead_until = sent + leading_for(ttl),
+            // NB: the same holder at another generation held it, lost it
+            // and took it again in between: this term is over all the same.
+            Ok(Ok(state)) if state.holder == holder && state.generation == generation => {
+                lead_until = sent + leading_for(ttl)
+            }
             Ok(Ok(state)) => return Err(Error::LeaseLost(state.holder)),
             Ok(Err(error)) => warn!(%error, "renewing the controller lease failed"),
             Err(_) => warn!("renewing the controller lease did not answer in time"),
@@ -155,6 +170,7 @@ mod tests {
                     Ok(LeaseState {
                         holder: "me".into(),
                         expires_ms: 0,
+                        generation: 1,
                     })
                 } else {
                     // The store hangs from the second renewal on.
@@ -162,7 +178,7 @@ mod tests {
                 }
             }
         };
-        let err = keep(renew, "me", ttl, CancellationToken::new()).await.unwrap_err();
+        let err = keep(renew, "me", 1, ttl, CancellationToken::new()).await.unwrap_err();
         assert!(matches!(err, Error::LeaseLost(_)), "{err}");
         let stepped_down = started.elapsed();
         // Last good renewal started at ttl/3 (5 s): the lease runs to 20 s
@@ -185,6 +201,7 @@ mod tests {
         let err = keep(
             || async { Err(crate::store::StoreError::Backend("down".into())) },
             "me",
+            1,
             ttl,
             CancellationToken::new(),
         )
@@ -198,14 +215,34 @@ mod tests {
                 Ok(LeaseState {
                     holder: "other".into(),
                     expires_ms: 0,
+                    generation: 2,
                 })
             },
             "me",
+            1,
             ttl,
             CancellationToken::new(),
         )
         .await
         .unwrap_err();
         assert!(matches!(err, Error::LeaseLost(h) if h == "other"));
+
+        // Taken again by the same holder after another's term: not this term.
+        let err = keep(
+            || async {
+                Ok(LeaseState {
+                    holder: "me".into(),
+                    expires_ms: 0,
+                    generation: 3,
+                })
+            },
+            "me",
+            1,
+            ttl,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::LeaseLost(h) if h == "me"));
     }
 }

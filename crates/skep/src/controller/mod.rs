@@ -194,6 +194,10 @@ pub struct Context {
     backoffs: Mutex<HashMap<Key, Backoff>>,
     pool_changes: Mutex<HashMap<String, Instant>>,
     jobs_by_uid: ingest::JobIndex,
+    /// Cancelled when the store refused a write by its fence; who holds
+    /// the lease now, as the store said.
+    deposed: CancellationToken,
+    deposed_by: Mutex<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -210,7 +214,14 @@ impl Context {
         let started = std::time::Instant::now();
         let (outcome, res) = match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Ok(Ok(v)) => ("ok", Ok(v)),
-            Ok(Err(e)) => ("error", Err(Error::from(e))),
+            Ok(Err(e)) => match Error::from(e) {
+                Error::Store(StoreError::Fenced { holder, .. }) => {
+                    *lock(&self.deposed_by) = holder.clone();
+                    self.deposed.cancel();
+                    ("fenced", Err(Error::LeaseLost(holder)))
+                }
+                e => ("error", Err(e)),
+            },
             Err(_) => ("timeout", Err(Error::Timeout(what))),
         };
         self.cfg.metrics.observe_call(what, outcome, started.elapsed());
@@ -227,6 +238,13 @@ impl Context {
 
     pub(crate) async fn runtime_call<T>(&self, fut: impl Future<Output = Result<T, RuntimeError>>) -> Result<T> {
         self.bounded("runtime", fut).await
+    }
+
+    /// Resolves once the store has refused a write of this term (another
+    /// controller leads now), with who holds the lease.
+    async fn deposed(&self) -> String {
+        self.deposed.cancelled().await;
+        lock(&self.deposed_by).clone()
     }
 
     pub(crate) async fn trigger(&self, key: Key) {
@@ -278,10 +296,12 @@ impl Controller {
         shutdown: CancellationToken,
         on_wait: impl Fn(&crate::store::LeaseState),
     ) -> Result<Option<Self>> {
-        if !lease::acquire(store.as_ref(), &cfg.holder, cfg.lease_ttl, &shutdown, on_wait).await? {
+        let Some(lease) = lease::acquire(store.as_ref(), &cfg.holder, cfg.lease_ttl, &shutdown, on_wait).await? else {
             return Ok(None);
-        }
-        info!(holder = %cfg.holder, store = store.backend(), queue = queue.backend(), runtime = runtime.backend(), "controller lease taken");
+        };
+        info!(holder = %cfg.holder, generation = lease.generation, store = store.backend(), queue = queue.backend(), runtime = runtime.backend(), "controller lease taken");
+        // NB: every write of this term carries its fencing token.
+        let store = store.fenced(crate::store::Fence::of(LEASE_NAME, &lease));
         if !queue.is_durable() && cfg.redispatch_lost_tasks {
             let n = tokio::time::timeout(CALL_TIMEOUT, store.reset_dispatched())
                 .await
@@ -304,10 +324,12 @@ impl Controller {
             backoffs: Mutex::new(HashMap::new()),
             pool_changes: Mutex::new(HashMap::new()),
             jobs_by_uid: ingest::JobIndex::default(),
+            deposed: CancellationToken::new(),
+            deposed_by: Mutex::new(String::new()),
         });
         ctx.cfg.metrics.set_leader(true);
         let mut tasks = JoinSet::new();
-        tasks.spawn(lease::hold(ctx.clone(), stop.clone()).instrument(info_span!("lease")));
+        tasks.spawn(lease::hold(ctx.clone(), lease.generation, stop.clone()).instrument(info_span!("lease")));
         tasks.spawn(sample(ctx.clone(), stop.clone()).instrument(info_span!("sample")));
         tasks.spawn(watch(ctx.clone(), stop.clone()).instrument(info_span!("watch")));
         tasks.spawn(ingest::run(ctx.clone(), stop.clone()).instrument(info_span!("ingest")));

@@ -143,7 +143,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
             StoreError::Conflict { .. } => ApiError::Conflict(e.to_string()),
-            StoreError::Backend(_) => ApiError::Unavailable(e.to_string()),
+            // NB: the API writes through an unfenced store; a fenced
+            // refusal here would be a leader change mid-call: try again.
+            StoreError::Backend(_) | StoreError::Fenced { .. } => ApiError::Unavailable(e.to_string()),
             StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
         }
     }

@@ -23,6 +23,7 @@ macro_rules! store_conformance_cases {
             split_files_and_their_ranges,
             a_failed_range_and_lost_ranges,
             controller_lease,
+            fenced_writes,
         );
     };
 }
@@ -37,7 +38,7 @@ use skep_api::{
 };
 
 use super::{
-    Deleted, FileResult, LeaseRequest, NewTask, Store, StoreError, TaskState, TaskUpdate, Transition, WatchEvent,
+    Deleted, Fence, FileResult, LeaseRequest, NewTask, Store, StoreError, TaskState, TaskUpdate, Transition, WatchEvent,
 };
 
 fn job(name: &str) -> BulkJob {
@@ -757,4 +758,95 @@ pub async fn controller_lease(s: &dyn Store) {
     s.release_lease("controller", "b").await.expect("release");
     let a4 = s.acquire_lease("controller", "a", 2_200, 1_000).await.expect("free");
     assert_eq!(a4.holder, "a");
+}
+
+/// The lease generation moves up when the lease changes hands, only then;
+/// writes through a store fenced by one term apply during it and are
+/// refused, changing nothing, once another controller took the lease.
+pub async fn fenced_writes(s: &dyn Store) {
+    let a = s.acquire_lease("controller", "a", 0, 1_000).await.expect("a");
+    let renewed = s.acquire_lease("controller", "a", 500, 1_000).await.expect("renew");
+    assert_eq!(renewed.generation, a.generation, "a renewal is the same term");
+    let mine = s.fenced(Fence::of("controller", &a));
+    let uid = s.apply_job(job("fenced")).await.expect("apply").job.uid().to_owned();
+    mine.add_finalizer("fenced", &uid).await.expect("a's term writes");
+    mine.insert_tasks(&uid, tasks(4)).await.expect("insert in a's term");
+    let running = BulkJobStatus {
+        phase: Phase::Running,
+        ..BulkJobStatus::default()
+    };
+    mine.update_status("fenced", &uid, &running)
+        .await
+        .expect("status in a's term");
+    let leased = mine.lease_tasks(lease(&uid, 2, 0)).await.expect("lease in a's term");
+    assert_eq!(leased.tasks.len(), 2);
+
+    let b = s
+        .acquire_lease("controller", "b", 2_000, 1_000)
+        .await
+        .expect("takeover");
+    assert_eq!(b.holder, "b");
+    assert!(b.generation > a.generation, "{b:?} after {a:?}");
+    let theirs = s.fenced(Fence::of("controller", &b));
+    let succeeded = BulkJobStatus {
+        phase: Phase::Succeeded,
+        ..BulkJobStatus::default()
+    };
+    theirs
+        .update_status("fenced", &uid, &succeeded)
+        .await
+        .expect("b's term writes");
+
+    let fenced = |what: &str, r: Result<(), StoreError>| match r {
+        Err(StoreError::Fenced { holder, generation, .. }) => {
+            assert_eq!((holder.as_str(), generation), ("b", b.generation), "{what}");
+        }
+        other => panic!("{what} in a deposed term: {other:?}"),
+    };
+    fenced("status", mine.update_status("fenced", &uid, &running).await);
+    fenced("finalizer", mine.remove_finalizer("fenced", &uid).await);
+    fenced("insert", mine.insert_tasks(&uid, tasks(6)).await.map(drop));
+    fenced("lease", mine.lease_tasks(lease(&uid, 2, 0)).await.map(drop));
+    let keys: Vec<(u64, u32)> = leased.tasks.iter().map(|t| (t.index, t.part)).collect();
+    fenced("unlease", mine.unlease_tasks(&uid, &keys).await.map(drop));
+    let done = update(
+        &uid,
+        0,
+        Transition::Succeed {
+            result: ok_result("late"),
+        },
+    );
+    fenced("results", mine.apply_updates(vec![done]).await.map(drop));
+    fenced("retry", mine.retry_failed(&uid).await.map(drop));
+    fenced("reset", mine.reset_dispatched().await.map(drop));
+    fenced("delete tasks", mine.delete_tasks(&uid).await.map(drop));
+
+    let job = s.get_job("fenced").await.expect("get").expect("still there");
+    assert_eq!(
+        job.status.as_ref().map(|st| st.phase),
+        Some(Phase::Succeeded),
+        "b's status stands"
+    );
+    assert!(job.has_finalizer(), "the finalizer stays");
+    let counts = s.task_counts(&uid).await.expect("counts");
+    let files = counts.files;
+    assert_eq!((files.total, files.dispatched, files.succeeded), (4, 2, 0), "{files:?}");
+
+    // Released and taken by a again: a new term, above b's.
+    s.release_lease("controller", "b").await.expect("release");
+    let again = s.acquire_lease("controller", "a", 2_100, 1_000).await.expect("a again");
+    assert_eq!(again.holder, "a");
+    assert!(again.generation > b.generation, "{again:?} after {b:?}");
+    fenced_again(&*mine).await;
+    s.fenced(Fence::of("controller", &again))
+        .update_status("fenced", &uid, &running)
+        .await
+        .expect("a's new term writes");
+}
+
+/// A term's store stays refused after its holder leads again (that is a
+/// new term, with a new fence).
+async fn fenced_again(old: &dyn Store) {
+    let err = old.reset_dispatched().await.expect_err("an old term's write");
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
 }

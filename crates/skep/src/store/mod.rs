@@ -45,6 +45,15 @@ pub enum StoreError {
     Backend(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write through a [`Store::fenced`] store was refused: the lease it
+    /// was fenced with is not the current one (another controller took
+    /// over since). The writer must stop acting.
+    #[error("write refused: the {lease} lease is now {holder:?}'s (generation {generation}), not this controller's")]
+    Fenced {
+        lease: String,
+        holder: String,
+        generation: u64,
+    },
 }
 
 impl StoreError {
@@ -54,6 +63,7 @@ impl StoreError {
             StoreError::Conflict { .. } => "conflict",
             StoreError::Backend(_) => "backend",
             StoreError::Corrupt(_) => "corrupt",
+            StoreError::Fenced { .. } => "fenced",
         }
     }
 }
@@ -329,6 +339,38 @@ pub struct ResultSummary {
 pub struct LeaseState {
     pub holder: String,
     pub expires_ms: i64,
+    /// Moves up by one each time the lease changes hands (not when it is
+    /// renewed or released): the fencing token of a term of leadership.
+    pub generation: u64,
+}
+
+/// A fencing token: writes through [`Store::fenced`] apply only while the
+/// lease `lease` is still `holder`'s at `generation`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub generation: u64,
+}
+
+impl Fence {
+    /// The fence of a term that `state` (as returned by
+    /// [`Store::acquire_lease`]) starts.
+    pub fn of(lease: &str, state: &LeaseState) -> Self {
+        Self {
+            lease: lease.to_owned(),
+            holder: state.holder.clone(),
+            generation: state.generation,
+        }
+    }
+
+    fn refused(&self, holder: String, generation: u64) -> StoreError {
+        StoreError::Fenced {
+            lease: self.lease.clone(),
+            holder,
+            generation,
+        }
+    }
 }
 
 #[async_trait]
@@ -385,7 +427,18 @@ pub trait Store: Send + Sync + 'static {
     /// if it is free, expired or already `holder`'s; returns who holds it
     /// afterwards.
     async fn acquire_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<LeaseState>;
+    /// Ends `holder`'s lease now, keeping its generation.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// This store with its writes fenced by `fence`: a write that finds
+    /// the lease in other hands fails with [`StoreError::Fenced`] and
+    /// changes nothing. SQLite checks the lease inside every write's
+    /// transaction. MongoDB (no transactions across documents) fences the
+    /// job documents: a job written under a generation refuses writes of
+    /// an older one; task writes there stay guarded only by their own
+    /// conditions (state, attempt), which make a deposed leader's writes
+    /// duplicates at worst.
+    fn fenced(&self, fence: Fence) -> std::sync::Arc<dyn Store>;
 }
 
 /// Where a store lives, as given by `--store` / `SKEP_STORE` (or the file

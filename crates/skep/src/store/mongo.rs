@@ -55,8 +55,9 @@ use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
 
 use super::{
-    Applied, Deleted, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store, StoreError,
-    TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied, new_stored_job,
+    Applied, Deleted, Fence, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store,
+    StoreError, TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied,
+    new_stored_job,
 };
 
 /// The database used when the URL names none.
@@ -361,6 +362,8 @@ impl Default for MongoOptions {
 #[derive(Clone)]
 pub struct MongoStore {
     inner: Arc<Inner>,
+    /// When set, job-document writes check it (see [`Store::fenced`]).
+    fence: Option<Arc<Fence>>,
 }
 
 struct Inner {
@@ -388,6 +391,8 @@ impl std::fmt::Debug for MongoStore {
 /// A job document as read.
 struct JobRow {
     version: i64,
+    /// The lease generation of the last fenced write (0: none).
+    fence: u64,
     job: BulkJob,
 }
 
@@ -606,6 +611,7 @@ impl MongoStore {
                 poll_interval: opts.poll_interval,
                 changed: Arc::new(Notify::new()),
             }),
+            fence: None,
         };
         store
             .op("ping", db.run_command(doc! { "ping": 1 }).into_future())
@@ -739,6 +745,7 @@ impl MongoStore {
         let version = number(&doc, "version").ok_or_else(|| StoreError::Corrupt("job without a version".to_owned()))?;
         Ok(Some(JobRow {
             version,
+            fence: number(&doc, "fence").unwrap_or(0).max(0) as u64,
             job: parse_job(&doc)?,
         }))
     }
@@ -757,14 +764,68 @@ impl MongoStore {
         Ok(row)
     }
 
+    /// With a fence: refuses to write over `row` if a newer generation
+    /// wrote it, or if the lease is in other hands now. The first check is
+    /// exact (every write moves `version`, which the write then matches);
+    /// the second narrows the window in which a deposed leader writes a
+    /// job the new one has not written yet.
+    async fn fenced_write(&self, row: &JobRow) -> Result<()> {
+        let Some(fence) = &self.fence else { return Ok(()) };
+        if row.fence > fence.generation {
+            return Err(self.lease_now(fence).await);
+        }
+        self.check_lease().await
+    }
+
+    /// With a fence: fails unless the lease is still the fence's. Not
+    /// atomic with the write that follows (no transactions across
+    /// collections here): it shrinks a deposed leader's window to one call.
+    async fn check_lease(&self) -> Result<()> {
+        let Some(fence) = &self.fence else { return Ok(()) };
+        let current = self
+            .op(
+                "read lease",
+                self.inner
+                    .leases
+                    .find_one(doc! { "_id": fence.lease.as_str() })
+                    .into_future(),
+            )
+            .await?;
+        match current.map(|d| lease_state(&d)) {
+            Some(state) if state.holder == fence.holder && state.generation == fence.generation => Ok(()),
+            Some(state) => Err(fence.refused(state.holder, state.generation)),
+            None => Err(fence.refused(String::new(), 0)),
+        }
+    }
+
+    /// The refusal of a fenced write, naming the lease's holder now.
+    async fn lease_now(&self, fence: &Fence) -> StoreError {
+        let current = self
+            .inner
+            .leases
+            .find_one(doc! { "_id": fence.lease.as_str() })
+            .into_future();
+        match bounded(self.inner.op_timeout, current).await {
+            Ok(Some(d)) => {
+                let state = lease_state(&d);
+                fence.refused(state.holder, state.generation)
+            }
+            _ => fence.refused("(unknown)".to_owned(), 0),
+        }
+    }
+
     /// Writes `job` over `row` if nobody wrote it since `row` was read;
     /// `bump` moves the revision (the change is one a watch reports).
     async fn save(&self, row: &JobRow, job: &BulkJob, bump: bool) -> Result<bool> {
+        self.fenced_write(row).await?;
         let revision = if bump { Some(self.next_revision().await?) } else { None };
         let filter = doc! { "_id": job.metadata.name.as_str(), "version": row.version };
         let mut update = doc! { "version": row.version + 1, "doc": serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))? };
         if let Some(rev) = revision {
             update.insert("revision", rev);
+        }
+        if let Some(fence) = &self.fence {
+            update.insert("fence", fence.generation as i64);
         }
         let r = self
             .op(
@@ -783,6 +844,7 @@ impl MongoStore {
 
     /// Removes the job (if unchanged since `row` was read), then its tasks.
     async fn remove(&self, row: &JobRow) -> Result<bool> {
+        self.fenced_write(row).await?;
         let name = row.job.metadata.name.as_str();
         let r = self
             .op(
@@ -1140,6 +1202,7 @@ impl Store for MongoStore {
     }
 
     async fn insert_tasks(&self, job_uid: &str, tasks: Vec<NewTask>) -> Result<u64> {
+        self.check_lease().await?;
         let mut inserted = 0;
         for chunk in tasks.chunks(INSERT_CHUNK) {
             let docs = chunk
@@ -1195,6 +1258,7 @@ impl Store for MongoStore {
     }
 
     async fn delete_tasks(&self, job_uid: &str) -> Result<u64> {
+        self.check_lease().await?;
         let r = self
             .op(
                 "delete tasks",
@@ -1212,6 +1276,7 @@ impl Store for MongoStore {
     /// never both win a task; a leaser that lost some of its candidates
     /// tries again for the rest.
     async fn lease_tasks(&self, req: LeaseRequest) -> Result<Leased> {
+        self.check_lease().await?;
         let exhausted = self.exhaust(&req).await?;
         let mut tasks: Vec<TaskRecord> = Vec::new();
         let mut taken: HashSet<String> = HashSet::new();
@@ -1266,6 +1331,7 @@ impl Store for MongoStore {
     }
 
     async fn retry_failed(&self, job_uid: &str) -> Result<u64> {
+        self.check_lease().await?;
         // Ranges left behind by a failed split file (normally removed when
         // it was assembled) go first.
         let left = self
@@ -1319,6 +1385,7 @@ impl Store for MongoStore {
     }
 
     async fn unlease_tasks(&self, job_uid: &str, keys: &[(u64, u32)]) -> Result<u64> {
+        self.check_lease().await?;
         if keys.is_empty() {
             return Ok(0);
         }
@@ -1351,6 +1418,7 @@ impl Store for MongoStore {
     }
 
     async fn reset_dispatched(&self) -> Result<u64> {
+        self.check_lease().await?;
         let r = self
             .op(
                 "reset dispatched tasks",
@@ -1371,6 +1439,7 @@ impl Store for MongoStore {
     /// which a repeat then reports as not applied). Updates of one task
     /// apply in the order given; different tasks' run concurrently.
     async fn apply_updates(&self, updates: Vec<TaskUpdate>) -> Result<Vec<bool>> {
+        self.check_lease().await?;
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut by_task: HashMap<(&str, u64, u32), usize> = HashMap::new();
         for (pos, u) in updates.iter().enumerate() {
@@ -1603,63 +1672,85 @@ impl Store for MongoStore {
         Ok(summary)
     }
 
-    /// Renew (conditional update), else create (insert), else read who
-    /// holds it; a lease released in between is tried again.
+    /// Renew (holder's own), else take over (expired, another's: the
+    /// generation moves up), else create (insert); then read who holds it.
     async fn acquire_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<LeaseState> {
         let expires = now_ms + ttl_ms;
-        let mine = LeaseState {
-            holder: holder.to_owned(),
-            expires_ms: expires,
-        };
+        let leases = &self.inner.leases;
         for _ in 0..JOB_WRITE_TRIES {
-            let r = self
+            let renewed = self
                 .op(
                     "renew lease",
-                    self.inner
-                        .leases
+                    leases
                         .update_one(
-                            doc! { "_id": name, "$or": [{ "holder": holder }, { "expires": { "$lt": now_ms } }] },
-                            doc! { "$set": { "holder": holder, "expires": expires } },
+                            doc! { "_id": name, "holder": holder },
+                            doc! { "$set": { "expires": expires } },
                         )
                         .into_future(),
                 )
                 .await?;
-            if r.matched_count == 1 {
-                return Ok(mine);
-            }
-            let doc = doc! { "_id": name, "holder": holder, "expires": expires };
-            match bounded(self.inner.op_timeout, self.inner.leases.insert_one(doc).into_future()).await {
-                Ok(_) => return Ok(mine),
-                Err(Bounded::Failed(e)) if write_error_code(&e) == Some(DUPLICATE_KEY) => {}
-                Err(Bounded::Failed(e)) => return Err(self.err("take lease", e)),
-                Err(Bounded::TimedOut) => return Err(StoreError::Backend("take lease timed out".to_owned())),
+            if renewed.matched_count == 0 {
+                let taken = self
+                    .op(
+                        "take lease",
+                        leases
+                            .update_one(
+                                doc! { "_id": name, "holder": { "$ne": holder }, "expires": { "$lt": now_ms } },
+                                doc! { "$set": { "holder": holder, "expires": expires }, "$inc": { "generation": 1_i64 } },
+                            )
+                            .into_future(),
+                    )
+                    .await?;
+                if taken.matched_count == 0 {
+                    let doc = doc! { "_id": name, "holder": holder, "expires": expires, "generation": 1_i64 };
+                    match bounded(self.inner.op_timeout, leases.insert_one(doc).into_future()).await {
+                        Ok(_) => {}
+                        Err(Bounded::Failed(e)) if write_error_code(&e) == Some(DUPLICATE_KEY) => {}
+                        Err(Bounded::Failed(e)) => return Err(self.err("take lease", e)),
+                        Err(Bounded::TimedOut) => return Err(StoreError::Backend("take lease timed out".to_owned())),
+                    }
+                }
             }
             let current = self
-                .op(
-                    "read lease",
-                    self.inner.leases.find_one(doc! { "_id": name }).into_future(),
-                )
+                .op("read lease", leases.find_one(doc! { "_id": name }).into_future())
                 .await?;
             if let Some(d) = current {
-                return Ok(LeaseState {
-                    holder: d.get_str("holder").unwrap_or_default().to_owned(),
-                    expires_ms: number(&d, "expires").unwrap_or(0),
-                });
+                return Ok(lease_state(&d));
             }
         }
         Err(StoreError::Backend(format!("lease {name:?} kept changing")))
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        // NB: the document stays, with its generation: the next holder's
+        // must be higher than any a deposed leader may still hold.
         self.op(
             "release lease",
             self.inner
                 .leases
-                .delete_one(doc! { "_id": name, "holder": holder })
+                .update_one(
+                    doc! { "_id": name, "holder": holder },
+                    doc! { "$set": { "expires": 0_i64 } },
+                )
                 .into_future(),
         )
         .await?;
         Ok(())
+    }
+
+    fn fenced(&self, fence: Fence) -> Arc<dyn Store> {
+        Arc::new(Self {
+            inner: self.inner.clone(),
+            fence: Some(Arc::new(fence)),
+        })
+    }
+}
+
+fn lease_state(d: &Document) -> LeaseState {
+    LeaseState {
+        holder: d.get_str("holder").unwrap_or_default().to_owned(),
+        expires_ms: number(d, "expires").unwrap_or(0),
+        generation: number(d, "generation").unwrap_or(0).max(0) as u64,
     }
 }
 

@@ -17,8 +17,9 @@ use skep_api::{BulkJob, BulkJobStatus, FINALIZER, FailureReason, PageRange};
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    Applied, Deleted, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store, StoreError,
-    TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied, new_stored_job,
+    Applied, Deleted, Fence, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store,
+    StoreError, TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied,
+    new_stored_job,
 };
 
 /// How often `watch` looks for changes made by other processes; changes
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
-    expires INTEGER NOT NULL
+    expires INTEGER NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -83,6 +85,19 @@ fn migrate(c: &mut Connection) -> Result<()> {
         .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
         .optional()
         .map_err(db)?;
+    let lease_generation: bool = tx
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('leases') WHERE name = 'generation'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    if !lease_generation {
+        // NB: added beside schema 2 without a version of its own: older
+        // builds read the table as before.
+        tx.execute_batch("ALTER TABLE leases ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+            .map_err(db)?;
+    }
     let has_tasks: bool = tx
         .query_row(
             "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'",
@@ -92,7 +107,7 @@ fn migrate(c: &mut Connection) -> Result<()> {
         .map_err(db)?;
     match (has_tasks, version) {
         (false, _) => tx.execute_batch(TASKS_V2).map_err(db)?,
-        (true, Some(SCHEMA_VERSION)) => return Ok(()),
+        (true, Some(SCHEMA_VERSION)) => return tx.commit().map_err(db),
         (true, Some(1) | None) => {
             tx.execute_batch(
                 "ALTER TABLE tasks RENAME TO tasks_v1;
@@ -144,6 +159,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     changed: Arc<Notify>,
     path: String,
+    /// Checked inside every write transaction when set.
+    fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -188,6 +205,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             changed: Arc::new(Notify::new()),
             path: display,
+            fence: None,
         })
     }
 
@@ -202,25 +220,54 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("store call panicked: {e}")))?
     }
 
-    /// Runs a job-document write in an immediate transaction and wakes
-    /// watchers when it bumped the revision.
+    /// Runs a write in an immediate transaction, after checking the fence
+    /// (if any) inside it.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let fence = self.fence.clone();
+        self.call(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            if let Some(fence) = fence {
+                check_fence(&tx, &fence)?;
+            }
+            let out = f(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// A job-document [`write`](Self::write) that wakes watchers.
     async fn write_job<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        let out = self
-            .call(move |c| {
-                let tx = c
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(db)?;
-                let out = f(&tx)?;
-                tx.commit().map_err(db)?;
-                Ok(out)
-            })
-            .await?;
+        let out = self.write(f).await?;
         self.changed.notify_waiters();
         Ok(out)
+    }
+}
+
+/// Fails with [`StoreError::Fenced`] unless the lease is still the fence's.
+fn check_fence(tx: &rusqlite::Transaction<'_>, fence: &Fence) -> Result<()> {
+    let current: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT holder, generation FROM leases WHERE name = ?1",
+            [&fence.lease],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    match current {
+        Some((holder, generation)) if holder == fence.holder && generation as u64 == fence.generation => Ok(()),
+        Some((holder, generation)) => Err(fence.refused(holder, generation as u64)),
+        None => Err(fence.refused(String::new(), 0)),
     }
 }
 
@@ -562,14 +609,10 @@ impl Store for SqliteStore {
 
     async fn update_status(&self, name: &str, uid: &str, status: &BulkJobStatus) -> Result<()> {
         let (name, uid, status) = (name.to_owned(), uid.to_owned(), status.clone());
-        self.call(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let mut job = load_owned(&tx, &name, &uid)?;
+        self.write(move |tx| {
+            let mut job = load_owned(tx, &name, &uid)?;
             job.status = Some(status);
-            save_job(&tx, &job, false)?;
-            tx.commit().map_err(db)
+            save_job(tx, &job, false)
         })
         .await
     }
@@ -679,21 +722,13 @@ impl Store for SqliteStore {
 
     async fn insert_tasks(&self, job_uid: &str, tasks: Vec<NewTask>) -> Result<u64> {
         let uid = job_uid.to_owned();
-        self.call(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let n = insert_new_tasks(&tx, &uid, &tasks)?;
-            tx.commit().map_err(db)?;
-            Ok(n)
-        })
-        .await
+        self.write(move |tx| insert_new_tasks(tx, &uid, &tasks)).await
     }
 
     async fn delete_tasks(&self, job_uid: &str) -> Result<u64> {
         let uid = job_uid.to_owned();
-        self.call(move |c| {
-            c.execute("DELETE FROM tasks WHERE job_uid = ?1", [uid])
+        self.write(move |tx| {
+            tx.execute("DELETE FROM tasks WHERE job_uid = ?1", [uid])
                 .map(|n| n as u64)
                 .map_err(db)
         })
@@ -701,8 +736,7 @@ impl Store for SqliteStore {
     }
 
     async fn lease_tasks(&self, req: LeaseRequest) -> Result<Leased> {
-        self.call(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        self.write(move |tx| {
             let exhausted = tx
                 .execute(
                     "UPDATE tasks SET state = ?4, reason = ?5, error = 'dispatched ' || attempts || ' times without a result', finished = ?2, due = 0
@@ -713,10 +747,10 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {TASK_COLUMNS} FROM tasks WHERE job_uid = ?1 AND state = ?2 AND due <= ?3 ORDER BY due LIMIT ?4"
             );
-            let mut tasks = query_tasks(&tx, &sql, params![req.job_uid, PENDING, req.now_ms, req.limit as i64])?;
+            let mut tasks = query_tasks(tx, &sql, params![req.job_uid, PENDING, req.now_ms, req.limit as i64])?;
             if tasks.len() < req.limit {
                 let more = (req.limit - tasks.len()) as i64;
-                tasks.extend(query_tasks(&tx, &sql, params![req.job_uid, DISPATCHED, req.now_ms, more])?);
+                tasks.extend(query_tasks(tx, &sql, params![req.job_uid, DISPATCHED, req.now_ms, more])?);
             }
             let lease_until = req.now_ms + req.lease_ms;
             {
@@ -733,7 +767,6 @@ impl Store for SqliteStore {
                     t.not_before_ms = 0;
                 }
             }
-            tx.commit().map_err(db)?;
             Ok(Leased { tasks, exhausted })
         })
         .await
@@ -741,8 +774,7 @@ impl Store for SqliteStore {
 
     async fn unlease_tasks(&self, job_uid: &str, keys: &[(u64, u32)]) -> Result<u64> {
         let (uid, keys) = (job_uid.to_owned(), keys.to_vec());
-        self.call(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        self.write(move |tx| {
             let mut n = 0;
             {
                 let mut stmt = tx
@@ -754,7 +786,6 @@ impl Store for SqliteStore {
                     n += stmt.execute(params![uid, i as i64, part]).map_err(db)? as u64;
                 }
             }
-            tx.commit().map_err(db)?;
             Ok(n)
         })
         .await
@@ -762,8 +793,7 @@ impl Store for SqliteStore {
 
     async fn retry_failed(&self, job_uid: &str) -> Result<u64> {
         let uid = job_uid.to_owned();
-        self.call(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        self.write(move |tx| {
             tx.execute(
                 "DELETE FROM tasks WHERE job_uid = ?1 AND part > 0 AND idx IN \
                  (SELECT idx FROM tasks WHERE job_uid = ?1 AND part = 0 AND state = 3)",
@@ -778,15 +808,14 @@ impl Store for SqliteStore {
                     params![uid],
                 )
                 .map_err(db)? as u64;
-            tx.commit().map_err(db)?;
             Ok(n)
         })
         .await
     }
 
     async fn reset_dispatched(&self) -> Result<u64> {
-        self.call(|c| {
-            c.execute("UPDATE tasks SET state = 0, due = 0 WHERE state = 1", [])
+        self.write(|tx| {
+            tx.execute("UPDATE tasks SET state = 0, due = 0 WHERE state = 1", [])
                 .map(|n| n as u64)
                 .map_err(db)
         })
@@ -794,15 +823,11 @@ impl Store for SqliteStore {
     }
 
     async fn apply_updates(&self, updates: Vec<TaskUpdate>) -> Result<Vec<bool>> {
-        self.call(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
+        self.write(move |tx| {
             let mut applied = Vec::with_capacity(updates.len());
             for u in &updates {
-                applied.push(apply_update(&tx, u)?);
+                applied.push(apply_update(tx, u)?);
             }
-            tx.commit().map_err(db)?;
             Ok(applied)
         })
         .await
@@ -942,20 +967,32 @@ impl Store for SqliteStore {
     async fn acquire_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<LeaseState> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.call(move |c| {
-            c.execute(
-                "INSERT INTO leases(name, holder, expires) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            tx.execute(
+                "INSERT INTO leases(name, holder, expires, generation) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires,
+                     generation = leases.generation + (leases.holder <> excluded.holder)
                  WHERE leases.holder = excluded.holder OR leases.expires < ?4",
                 params![name, holder, now_ms + ttl_ms, now_ms],
             )
             .map_err(db)?;
-            c.query_row("SELECT holder, expires FROM leases WHERE name = ?1", [&name], |r| {
-                Ok(LeaseState {
-                    holder: r.get(0)?,
-                    expires_ms: r.get(1)?,
-                })
-            })
-            .map_err(db)
+            let state = tx
+                .query_row(
+                    "SELECT holder, expires, generation FROM leases WHERE name = ?1",
+                    [&name],
+                    |r| {
+                        Ok(LeaseState {
+                            holder: r.get(0)?,
+                            expires_ms: r.get(1)?,
+                            generation: r.get::<_, i64>(2)? as u64,
+                        })
+                    },
+                )
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(state)
         })
         .await
     }
@@ -963,13 +1000,24 @@ impl Store for SqliteStore {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.call(move |c| {
+            // NB: the row stays, with its generation: the next holder's
+            // must be higher than any a deposed leader may still hold.
             c.execute(
-                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                "UPDATE leases SET expires = 0 WHERE name = ?1 AND holder = ?2",
                 params![name, holder],
             )
             .map(|_| ())
             .map_err(db)
         })
         .await
+    }
+
+    fn fenced(&self, fence: Fence) -> Arc<dyn Store> {
+        Arc::new(Self {
+            conn: self.conn.clone(),
+            changed: self.changed.clone(),
+            path: self.path.clone(),
+            fence: Some(Arc::new(fence)),
+        })
     }
 }
