@@ -96,7 +96,9 @@ EOF
 # --- deploy ------------------------------------------------------------------
 # The production stack cannot be deployed here (its broker and store images
 # cannot be pulled), but it must at least be a valid stack file.
-docker stack config -c manifests/docker-stack.yml >/dev/null || fail "manifests/docker-stack.yml is not a valid stack file"
+for stack in manifests/docker-stack.yml manifests/docker-stack.nsq.yml; do
+  docker stack config -c "$stack" >/dev/null || fail "$stack is not a valid stack file"
+done
 api_port="${SKEP_E2E_API_PORT:-18080}"
 api="http://127.0.0.1:$api_port"
 read_token="e2e-read-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"

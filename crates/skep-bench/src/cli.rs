@@ -34,8 +34,8 @@ pub enum Command {
     /// tesseract command; compare pages/s and error rates.
     Ocr(OcrOptions),
     /// Pass task messages through the in-process queue and through a plain
-    /// tokio channel, and with --queue through a RabbitMQ broker; compare
-    /// tasks/s.
+    /// tokio channel, and with --queue through a RabbitMQ or NSQ broker;
+    /// compare tasks/s.
     Dispatch(DispatchOptions),
     /// Write results into a SQLite store and with --store into another
     /// (MongoDB); compare results/s.
@@ -107,7 +107,7 @@ mod tests {
             "--queue",
             "amqp://guest:guest@127.0.0.1:5950/%2f",
             "--queue",
-            "amqp://127.0.0.1:5960",
+            "nsq://127.0.0.1:4150",
         ])
         .expect("parses");
         let Command::Dispatch(d) = cli.command else {

@@ -8,11 +8,13 @@
 //! ratio is the price of the queue's semantics: shared consumers, in-flight
 //! tracking, acks and redelivery.
 //!
-//! With `--queue amqp://…` the publish and consume+ack phases also run
-//! against that RabbitMQ broker, after the in-process rounds, with fewer
-//! messages (`--broker-tasks`) on a topic of their own that is deleted after
-//! each round; the report gives the broker's rates against the in-process
-//! queue's and against [`GOAL_BROKER_TASKS_PER_S`].
+//! With `--queue amqp://…` (RabbitMQ) or `--queue nsq://…` /
+//! `nsqlookup://…` (NSQ) the publish and consume+ack phases also run
+//! against that broker, after the in-process rounds, with fewer messages
+//! (`--broker-tasks`) on a topic of their own that is deleted after each
+//! round; the report gives the broker's rates against the in-process
+//! queue's and against [`GOAL_BROKER_TASKS_PER_S`] and
+//! [`GOAL_BROKER_CONSUME_PER_S`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use bytes::Bytes;
 use clap::builder::RangedU64ValueParser;
 use serde::Serialize;
 use skep_api::{TaskMessage, WIRE_VERSION, task_topic};
-use skep_queue::{AmqpQueue, MemoryQueue, QueueError, QueueUrl, SubscribeOptions, Subscription, TaskQueue};
+use skep_queue::{AmqpQueue, MemoryQueue, NsqQueue, QueueError, QueueUrl, SubscribeOptions, Subscription, TaskQueue};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, info_span};
@@ -41,8 +43,12 @@ pub const GOAL_TASKS_PER_S: f64 = 200_000.0;
 /// Task messages per phase against a broker: each is a network round trip
 /// away, so fewer than in process.
 pub const DEFAULT_BROKER_TASKS: usize = 100_000;
-/// Tasks per second a real broker should take from the publisher (issue #3).
+/// Tasks per second a real broker should take from the publisher (issues
+/// #3 and #11).
 pub const GOAL_BROKER_TASKS_PER_S: f64 = 50_000.0;
+/// Tasks per second a real broker should hand out and take acks for
+/// (issue #11).
+pub const GOAL_BROKER_CONSUME_PER_S: f64 = 20_000.0;
 const POOL: &str = "bench";
 const CHANNEL: &str = "workers";
 const VISIBILITY: Duration = Duration::from_secs(60);
@@ -102,8 +108,9 @@ pub struct DispatchOptions {
     #[arg(long, default_value_t = DEFAULT_IN_FLIGHT, env = "SKEP_BENCH_IN_FLIGHT",
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_535))]
     pub in_flight: usize,
-    /// A RabbitMQ broker (`amqp://user:password@host:port/vhost`) to run
-    /// the publish and consume+ack phases against as well; repeatable.
+    /// A broker to run the publish and consume+ack phases against as well:
+    /// RabbitMQ (`amqp://user:password@host:port/vhost`) or NSQ
+    /// (`nsq://host:4150`, `nsqlookup://host:4161`); repeatable.
     #[arg(long = "queue", value_name = "URL", value_parser = BrokerUrl::parse)]
     pub queues: Vec<BrokerUrl>,
     /// Task messages per phase against each `--queue`.
@@ -120,12 +127,12 @@ pub struct BrokerUrl {
 }
 
 impl BrokerUrl {
-    /// An `amqp://` or `amqps://` URL; other queues are not brokers to
-    /// bench (the in-process one is the baseline).
+    /// A RabbitMQ or NSQ URL; `memory:` is not a broker to bench (the
+    /// in-process queue is the baseline).
     pub fn parse(s: &str) -> Result<Self, String> {
         let url = QueueUrl::parse(s).map_err(|e| e.to_string())?;
-        if url.backend() != "amqp" {
-            return Err(format!("{url}: only amqp:// and amqps:// brokers can be benched"));
+        if url.backend() == "memory" {
+            return Err(format!("{url}: the in-process queue is the baseline, not a broker"));
         }
         Ok(Self {
             raw: s.trim().to_owned(),
@@ -258,11 +265,7 @@ async fn broker_rounds(
         let url = url.to_string();
         move |source| Error::Broker { url, what, source }
     };
-    let queue = Arc::new(
-        AmqpQueue::connect(&url.raw)
-            .await
-            .map_err(broker_error("cannot connect"))?,
-    );
+    let queue = Broker::connect(url).await.map_err(broker_error("cannot connect"))?;
     let mut publish = Samples::default();
     let mut consume_ack = Samples::default();
     let stamp = SystemTime::now()
@@ -293,13 +296,50 @@ async fn broker_rounds(
         publish_vs_queue: ratio(publish.per_s, in_process.publish.per_s),
         consume_ack_vs_queue: ratio(consume_ack.per_s, in_process.consume_ack.per_s),
         publish_goal: Goal::new(publish.per_s, GOAL_BROKER_TASKS_PER_S),
+        consume_ack_goal: Goal::new(consume_ack.per_s, GOAL_BROKER_CONSUME_PER_S),
         publish,
         consume_ack,
     })
 }
 
+/// A broker the bench can also clean up after and close.
+enum Broker {
+    Amqp(AmqpQueue),
+    Nsq(NsqQueue),
+}
+
+impl Broker {
+    async fn connect(url: &BrokerUrl) -> Result<Self, QueueError> {
+        Ok(match url.url.backend() {
+            "nsq" => Broker::Nsq(NsqQueue::connect(&url.raw).await?),
+            _ => Broker::Amqp(AmqpQueue::connect(&url.raw).await?),
+        })
+    }
+
+    fn queue(&self) -> &dyn TaskQueue {
+        match self {
+            Broker::Amqp(q) => q,
+            Broker::Nsq(q) => q,
+        }
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), QueueError> {
+        match self {
+            Broker::Amqp(q) => q.delete_topic(topic).await,
+            Broker::Nsq(q) => q.delete_topic(topic).await,
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Broker::Amqp(q) => q.close().await,
+            Broker::Nsq(q) => q.close().await,
+        }
+    }
+}
+
 async fn broker_round(
-    queue: &Arc<AmqpQueue>,
+    queue: &Broker,
     topic: &str,
     bodies: &[Bytes],
     batch: usize,
@@ -308,10 +348,10 @@ async fn broker_round(
 ) -> Result<(Duration, Duration)> {
     let ready = batches(bodies, batch);
     let started = Instant::now();
-    publish_all(queue.as_ref(), topic, ready).await?;
+    publish_all(queue.queue(), topic, ready).await?;
     let publish = started.elapsed();
     let started = Instant::now();
-    consume_all(queue.as_ref(), topic, bodies.len(), consumers, in_flight).await?;
+    consume_all(queue.queue(), topic, bodies.len(), consumers, in_flight).await?;
     Ok((publish, started.elapsed()))
 }
 
@@ -404,7 +444,7 @@ async fn queue_round(bodies: &[Bytes], batch: usize, consumers: usize, in_flight
 }
 
 /// Publishes the batches one after the other, as the controller does.
-async fn publish_all<Q: TaskQueue>(queue: &Q, topic: &str, batches: Vec<Vec<Bytes>>) -> Result<()> {
+async fn publish_all<Q: TaskQueue + ?Sized>(queue: &Q, topic: &str, batches: Vec<Vec<Bytes>>) -> Result<()> {
     for batch in batches {
         queue.publish(topic, batch).await.map_err(Error::Queue)?;
     }
@@ -413,7 +453,13 @@ async fn publish_all<Q: TaskQueue>(queue: &Q, topic: &str, batches: Vec<Vec<Byte
 
 /// Consumes and acks `n` messages with `consumers` subscriptions sharing
 /// one channel, each on a task of its own.
-async fn consume_all<Q: TaskQueue>(queue: &Q, topic: &str, n: usize, consumers: usize, in_flight: usize) -> Result<()> {
+async fn consume_all<Q: TaskQueue + ?Sized>(
+    queue: &Q,
+    topic: &str,
+    n: usize,
+    consumers: usize,
+    in_flight: usize,
+) -> Result<()> {
     let claimed = Arc::new(AtomicUsize::new(0));
     let mut set = JoinSet::new();
     for i in 0..consumers {
@@ -536,6 +582,8 @@ pub struct BrokerReport {
     pub consume_ack_vs_queue: f64,
     /// Publish rate against [`GOAL_BROKER_TASKS_PER_S`].
     pub publish_goal: Goal,
+    /// Consume+ack rate against [`GOAL_BROKER_CONSUME_PER_S`].
+    pub consume_ack_goal: Goal,
 }
 
 impl fmt::Display for DispatchReport {
@@ -610,11 +658,12 @@ impl fmt::Display for DispatchReport {
             )?;
             write!(
                 f,
-                "  {:<12} {:>10} {:>10} {:>8.3}",
+                "  {:<12} {:>10} {:>10} {:>8.3}   {}",
                 "consume+ack",
                 Count(b.consume_ack.per_s).to_string(),
                 "",
-                b.consume_ack_vs_queue
+                b.consume_ack_vs_queue,
+                RateGoal(&b.consume_ack_goal)
             )?;
         }
         Ok(())
@@ -636,11 +685,12 @@ mod tests {
     }
 
     #[test]
-    fn only_amqp_brokers_are_taken_and_their_password_is_hidden() {
+    fn brokers_are_taken_the_baseline_is_not_and_passwords_are_hidden() {
         let url = BrokerUrl::parse("amqp://bench:s3cret@127.0.0.1:5950/%2f").expect("amqp parses");
         assert!(!format!("{url} {url:?}").contains("s3cret"));
         assert!(BrokerUrl::parse("memory:").is_err());
-        assert!(BrokerUrl::parse("nsq://127.0.0.1:4150").is_err());
+        assert!(BrokerUrl::parse("nsq://127.0.0.1:4150").is_ok());
+        assert!(BrokerUrl::parse("nsqlookup://127.0.0.1:4161").is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,10 @@ macro_rules! queue_conformance_cases {
             ten_thousand_in_batches,
             deferred_publish,
             dead_letter_moves_the_message,
+            touch_holds_a_delivery_and_drop_returns_it,
+            max_in_flight_holds_back_deliveries,
+            long_delays_are_deferred_not_in_flight,
+            dropped_subscription_keeps_taken_deliveries_and_returns_the_rest,
         );
     };
 }
@@ -34,6 +38,12 @@ use bytes::Bytes;
 use tokio::time::{Instant, timeout};
 
 use crate::{Delivery, SubscribeOptions, Subscription, TaskQueue};
+
+/// The topics the cases use, as suffixes of their prefix (`{prefix}.{t}`),
+/// for a backend's tests to delete after a case.
+pub const TOPICS: &[&str] = &[
+    "pca", "death", "delay", "attempts", "late", "depth", "batch", "deferred", "dlq", "touch", "mif", "long", "drop",
+];
 
 /// The visibility timeout the cases subscribe with.
 pub const VISIBILITY: Duration = Duration::from_millis(1500);
@@ -50,7 +60,8 @@ async fn subscribe(q: &dyn TaskQueue, topic: &str, max_in_flight: usize) -> Box<
         .expect("subscribe")
 }
 
-async fn next(sub: &mut Box<dyn Subscription>, what: &str) -> Delivery {
+/// The next delivery within [`PATIENCE`], or a panic saying `what` broke.
+pub async fn next(sub: &mut Box<dyn Subscription>, what: &str) -> Delivery {
     match timeout(PATIENCE, sub.next()).await {
         Ok(Some(d)) => d,
         Ok(None) => panic!("{what}: the subscription ended"),
@@ -74,7 +85,8 @@ async fn drain_acking(q: &dyn TaskQueue, topic: &str, n: usize) -> HashSet<Bytes
     seen
 }
 
-async fn eventually_empty(q: &dyn TaskQueue, topic: &str) {
+/// Waits (up to [`PATIENCE`]) until the broker counts nothing in `topic`.
+pub async fn eventually_empty(q: &dyn TaskQueue, topic: &str) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let d = q.depth(topic).await.expect("depth");
@@ -260,4 +272,137 @@ pub async fn dead_letter_moves_the_message(q: &dyn TaskQueue, prefix: &str) {
     let d = next(&mut dsub, "the dead letter").await;
     assert_eq!(d.body, dead_body);
     d.ack().await.expect("ack dead letter");
+}
+
+/// Panics (with `what`) if anything is delivered within `wait`.
+pub async fn assert_nothing_for(sub: &mut Box<dyn Subscription>, wait: Duration, what: &str) {
+    if let Ok(d) = timeout(wait, sub.next()).await {
+        panic!("{what}: got {d:?}");
+    }
+}
+
+fn opts(max_in_flight: usize, visibility: Duration) -> SubscribeOptions {
+    SubscribeOptions::new("conformance", max_in_flight, visibility)
+}
+
+/// Touching restarts the visibility timeout; dropping a delivery unsettled
+/// hands it back at once, one attempt more. (A visibility of 1 s: NSQ's
+/// shortest.)
+pub async fn touch_holds_a_delivery_and_drop_returns_it(q: &dyn TaskQueue, prefix: &str) {
+    let topic = format!("{prefix}.touch");
+    q.publish(&topic, vec![Bytes::from_static(b"t")])
+        .await
+        .expect("publish");
+    let mut sub = q
+        .subscribe(&topic, opts(2, Duration::from_secs(1)))
+        .await
+        .expect("subscribe");
+    let d = next(&mut sub, "first").await;
+    assert_eq!(d.attempts, 1);
+    let until = Instant::now() + Duration::from_millis(3000);
+    while Instant::now() < until {
+        d.touch().await.expect("touch");
+        assert_nothing_for(&mut sub, Duration::from_millis(300), "a touched delivery came back").await;
+    }
+    drop(d);
+    let again = timeout(Duration::from_secs(2), sub.next())
+        .await
+        .expect("a dropped delivery comes back at once")
+        .expect("subscription alive");
+    assert_eq!(again.attempts, 2);
+    again.ack().await.expect("ack");
+    drop(sub);
+    eventually_empty(q, &topic).await;
+}
+
+/// `max_in_flight` is the consumer's prefetch: with that many deliveries
+/// unsettled, `next` waits even though more messages are ready, and the
+/// broker counts them as ready.
+pub async fn max_in_flight_holds_back_deliveries(q: &dyn TaskQueue, prefix: &str) {
+    let topic = format!("{prefix}.mif");
+    q.publish(&topic, (0..4).map(body).collect()).await.expect("publish");
+    let mut sub = q
+        .subscribe(&topic, opts(2, Duration::from_secs(60)))
+        .await
+        .expect("subscribe");
+    let a = next(&mut sub, "first").await;
+    let b = next(&mut sub, "second").await;
+    assert_nothing_for(&mut sub, Duration::from_secs(1), "a delivery beyond max_in_flight").await;
+    let depth = q.depth(&topic).await.expect("depth");
+    assert_eq!((depth.ready, depth.in_flight), (2, 2), "{depth:?}");
+    a.ack().await.expect("ack");
+    let c = next(&mut sub, "after a slot freed").await;
+    for d in [b, c] {
+        d.ack().await.expect("ack");
+    }
+    next(&mut sub, "the last").await.ack().await.expect("ack");
+    drop(sub);
+    eventually_empty(q, &topic).await;
+}
+
+/// A requeue with a delay far longer than the visibility timeout: the copy
+/// is counted as deferred, nothing is in flight, and it comes back after
+/// the delay.
+pub async fn long_delays_are_deferred_not_in_flight(q: &dyn TaskQueue, prefix: &str) {
+    let topic = format!("{prefix}.long");
+    q.publish(&topic, vec![Bytes::from_static(b"l")])
+        .await
+        .expect("publish");
+    let mut sub = q
+        .subscribe(&topic, opts(1, Duration::from_secs(1)))
+        .await
+        .expect("subscribe");
+    let d = next(&mut sub, "first").await;
+    d.requeue(Duration::from_secs(4)).await.expect("requeue");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let depth = q.depth(&topic).await.expect("depth");
+        if depth.deferred == 1 && depth.in_flight == 0 && depth.ready == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "depth {depth:?} after a delayed requeue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_nothing_for(&mut sub, Duration::from_secs(2), "delivered before its delay").await;
+    let d = next(&mut sub, "after the delay").await;
+    assert_eq!(d.attempts, 2);
+    d.ack().await.expect("ack");
+    drop(sub);
+    eventually_empty(q, &topic).await;
+}
+
+/// A dropped subscription hands back at once what the broker had sent it
+/// but nobody took; what was taken stays with its taker and can be acked
+/// (a stopping worker drains its in-flight tasks that way).
+pub async fn dropped_subscription_keeps_taken_deliveries_and_returns_the_rest(q: &dyn TaskQueue, prefix: &str) {
+    let topic = format!("{prefix}.drop");
+    q.publish(&topic, (0..5).map(body).collect()).await.expect("publish");
+    let mut first = q
+        .subscribe(&topic, opts(5, Duration::from_secs(600)))
+        .await
+        .expect("subscribe");
+    let taken = next(&mut first, "taken").await;
+    // Give the broker time to push the rest to this subscription.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(first);
+
+    let mut second = q
+        .subscribe(&topic, opts(5, Duration::from_secs(600)))
+        .await
+        .expect("subscribe");
+    let started = Instant::now();
+    for i in 0..4 {
+        let d = next(&mut second, &format!("untaken delivery {i}")).await;
+        assert_ne!(d.body, taken.body, "the taken delivery came back while held");
+        d.ack().await.expect("ack");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the untaken deliveries took {:?} to come back",
+        started.elapsed()
+    );
+    taken.ack().await.expect("ack after the subscription was dropped");
+    assert_nothing_for(&mut second, Duration::from_secs(2), "an acked delivery came back").await;
+    drop(second);
+    eventually_empty(q, &topic).await;
 }

@@ -14,8 +14,9 @@
 mod amqp;
 pub mod conformance;
 mod memory;
+mod nsq;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use bytes::Bytes;
 
 pub use amqp::AmqpQueue;
 pub use memory::MemoryQueue;
+pub use nsq::NsqQueue;
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
@@ -45,9 +47,11 @@ pub enum QueueError {
     /// A queue URL that cannot be used.
     #[error("invalid queue url: {0}")]
     InvalidUrl(String),
-    /// The URL names a backend that is not built yet.
-    #[error("the {backend} queue backend is not built yet (use amqp://, amqps:// or memory:)")]
-    NotBuilt { backend: &'static str },
+    /// A topic or channel name, or a message, that the backend cannot take
+    /// (NSQ allows only `[.a-zA-Z0-9_-]` in names, and no empty message).
+    /// Retrying does not help.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl QueueError {
@@ -58,15 +62,22 @@ impl QueueError {
             QueueError::Unavailable(_) => "unavailable",
             QueueError::TooLarge { .. } => "too_large",
             QueueError::InvalidUrl(_) => "invalid_url",
-            QueueError::NotBuilt { .. } => "not_built",
+            QueueError::Invalid(_) => "invalid",
         }
     }
 }
 
+// NB: a poisoned lock means a panic while holding it; what these locks
+// guard stays consistent between statements, so keep going.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Where the task queue lives: `memory:` (in-process, not durable),
 /// `amqp://user:password@host:port/vhost` or `amqps://…` (RabbitMQ, see
-/// [`AmqpQueue::connect`] for its options), or `nsq://host:port` (parses;
-/// connecting fails until that backend is built). `Display` and `Debug`
+/// [`AmqpQueue::connect`] for its options), `nsq://host:4150[,host:4150…]`
+/// (nsqds used directly) or `nsqlookup://host:4161[,…]` (nsqds found
+/// through nsqlookupd; see [`NsqQueue::connect`]). `Display` and `Debug`
 /// hide the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct QueueUrl {
@@ -91,21 +102,13 @@ impl QueueUrl {
                 amqp::parse_url(&raw).map_err(|e| QueueError::InvalidUrl(format!("{}: {e}", redact(&raw))))?;
                 UrlKind::Amqp
             }
-            "nsq" => {
-                let host = rest
-                    .strip_prefix("//")
-                    .unwrap_or("")
-                    .split(['/', '?'])
-                    .next()
-                    .unwrap_or("");
-                if host.is_empty() {
-                    return Err(QueueError::InvalidUrl(format!("{}: no host", redact(&raw))));
-                }
+            "nsq" | "nsqlookup" => {
+                nsq::check_url(&raw).map_err(|e| QueueError::InvalidUrl(redact(&e.to_string())))?;
                 UrlKind::Nsq
             }
             _ => {
                 return Err(QueueError::InvalidUrl(format!(
-                    "{}: expected memory:, amqp://, amqps:// or nsq://",
+                    "{}: expected memory:, amqp://, amqps://, nsq:// or nsqlookup://",
                     redact(&raw)
                 )));
             }
@@ -113,7 +116,8 @@ impl QueueUrl {
         Ok(Self { kind, raw })
     }
 
-    /// The backend the URL names (`memory`, `amqp`, `nsq`), as
+    /// The backend the URL names (`memory`, `amqp`, `nsq` for `nsq://` and
+    /// `nsqlookup://`), as
     /// [`TaskQueue::backend`] reports it.
     pub fn backend(&self) -> &'static str {
         match self.kind {
@@ -128,7 +132,7 @@ impl QueueUrl {
         match self.kind {
             UrlKind::Memory => Ok(Arc::new(MemoryQueue::new())),
             UrlKind::Amqp => Ok(Arc::new(AmqpQueue::connect(&self.raw).await?)),
-            UrlKind::Nsq => Err(QueueError::NotBuilt { backend: "nsq" }),
+            UrlKind::Nsq => Ok(Arc::new(NsqQueue::connect(&self.raw).await?)),
         }
     }
 }
@@ -339,11 +343,17 @@ mod tests {
             Some("amqp")
         );
         assert_eq!(backend("nsq://127.0.0.1:4150").ok(), Some("nsq"));
+        assert_eq!(backend("nsq://a:4150,b:4150?http_port=4151").ok(), Some("nsq"));
+        assert_eq!(backend("nsqlookup://127.0.0.1:4161,l2").ok(), Some("nsq"));
         for bad in [
             "",
             "memory:x",
             "redis://h",
             "nsq://",
+            "nsq://h:x",
+            "nsq://h/topic",
+            "nsq://h?tls=1",
+            "nsqlookup://",
             "amqp://h:notaport/",
             "amqp://h/?management_port=x",
         ] {
@@ -391,11 +401,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn nsq_is_not_built_yet_and_memory_connects() {
-        let nsq = QueueUrl::parse("nsq://127.0.0.1:4150").expect("parses");
-        let err = nsq.connect().await.err().expect("nsq must not connect");
-        assert!(matches!(err, QueueError::NotBuilt { backend: "nsq" }), "{err}");
-        assert!(err.to_string().contains("not built yet"));
+    async fn an_unreachable_nsqd_fails_to_connect_and_memory_connects() {
+        // NB: port 1 on loopback: nothing listens there.
+        let nsq = QueueUrl::parse("nsq://127.0.0.1:1").expect("parses");
+        assert_eq!(nsq.backend(), "nsq");
+        let err = nsq.connect().await.err().expect("nothing listens on port 1");
+        assert_eq!(err.metric_label(), "unavailable", "{err}");
         let q = QueueUrl::parse("memory:")
             .expect("parses")
             .connect()

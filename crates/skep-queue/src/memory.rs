@@ -3,7 +3,7 @@
 //! the store when it starts again.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::{Acker, Delivery, Depth, QueueError, Result, SubscribeOptions, Subscription, TaskQueue};
+use crate::{Acker, Delivery, Depth, QueueError, Result, SubscribeOptions, Subscription, TaskQueue, lock};
 
 /// Messages one queue holds at most, over all topics and states.
 pub const DEFAULT_CAPACITY: usize = 4_000_000;
@@ -155,12 +155,6 @@ impl MemoryQueue {
         }
         Ok(())
     }
-}
-
-// NB: a poisoned lock means a panic while holding it; the queue state is
-// plain data that stays consistent between statements, so keep going.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[async_trait]

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use skep_queue::{AmqpQueue, SubscribeOptions, Subscription, TaskQueue, conformance};
+use skep_queue::conformance::{assert_nothing_for, eventually_empty, next};
+use skep_queue::{AmqpQueue, SubscribeOptions, TaskQueue, conformance};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::time::{Instant, timeout};
@@ -47,11 +48,6 @@ async fn clean_up(q: &AmqpQueue, topics: &[String]) {
     q.close().await;
 }
 
-/// The topic suffixes the conformance cases use.
-const CASE_TOPICS: &[&str] = &[
-    "pca", "death", "delay", "attempts", "late", "depth", "batch", "deferred", "dlq",
-];
-
 macro_rules! cases {
     ($($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +56,7 @@ macro_rules! cases {
             let q = connect(&url).await;
             let p = prefix(stringify!($case));
             conformance::$case(&q, &p).await;
-            let topics: Vec<String> = CASE_TOPICS.iter().map(|s| format!("{p}.{s}")).collect();
+            let topics: Vec<String> = conformance::TOPICS.iter().map(|s| format!("{p}.{s}")).collect();
             clean_up(&q, &topics).await;
         }
     )*};
@@ -70,32 +66,6 @@ skep_queue::queue_conformance_cases!(cases);
 
 fn opts(max_in_flight: usize, visibility: Duration) -> SubscribeOptions {
     SubscribeOptions::new("test", max_in_flight, visibility)
-}
-
-async fn next(sub: &mut Box<dyn Subscription>, what: &str) -> skep_queue::Delivery {
-    match timeout(Duration::from_secs(15), sub.next()).await {
-        Ok(Some(d)) => d,
-        Ok(None) => panic!("{what}: the subscription ended"),
-        Err(_) => panic!("{what}: nothing delivered within 15 s"),
-    }
-}
-
-async fn assert_nothing_for(sub: &mut Box<dyn Subscription>, wait: Duration, what: &str) {
-    if let Ok(d) = timeout(wait, sub.next()).await {
-        panic!("{what}: got {d:?}");
-    }
-}
-
-async fn eventually_empty(q: &AmqpQueue, topic: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let d = q.depth(topic).await.expect("depth");
-        if d.total() == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{topic} still holds {d:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Not a test on its own: the consumer process that
@@ -177,144 +147,6 @@ async fn killed_consumer_process_hands_its_task_to_another() {
     assert!(d.attempts >= 2, "attempts {} after the consumer died", d.attempts);
     d.ack().await.expect("ack");
     drop(survivor);
-    eventually_empty(&q, &topic).await;
-    clean_up(&q, &[topic]).await;
-}
-
-/// A dropped subscription hands back at once what the broker had sent it
-/// but nobody took; what was taken stays with its taker and can be acked (a
-/// stopping worker drains its in-flight tasks that way).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_subscription_keeps_taken_deliveries_and_returns_the_rest() {
-    let Some(url) = broker_url() else { return };
-    let q = connect(&url).await;
-    let topic = format!("{}.drop", prefix("drop"));
-    let bodies: Vec<Bytes> = (0..5).map(|i| Bytes::from(format!("d{i}"))).collect();
-    q.publish(&topic, bodies.clone()).await.expect("publish");
-
-    let mut first = q
-        .subscribe(&topic, opts(5, Duration::from_secs(600)))
-        .await
-        .expect("subscribe");
-    let taken = next(&mut first, "taken").await;
-    // Give the broker time to push the rest into the prefetch buffer.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    drop(first);
-
-    let mut second = q
-        .subscribe(&topic, opts(5, Duration::from_secs(600)))
-        .await
-        .expect("subscribe");
-    let started = Instant::now();
-    for i in 0..4 {
-        let d = next(&mut second, &format!("untaken delivery {i}")).await;
-        assert_ne!(d.body, taken.body, "the taken delivery came back while held");
-        d.ack().await.expect("ack");
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the untaken deliveries took {:?} to come back",
-        started.elapsed()
-    );
-    taken.ack().await.expect("ack after the subscription was dropped");
-    assert_nothing_for(&mut second, Duration::from_secs(2), "an acked delivery came back").await;
-    drop(second);
-    eventually_empty(&q, &topic).await;
-    clean_up(&q, &[topic]).await;
-}
-
-/// Touching restarts the visibility timeout; dropping a delivery unsettled
-/// hands it back at once, one attempt more.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn touch_holds_a_delivery_and_drop_returns_it() {
-    let Some(url) = broker_url() else { return };
-    let q = connect(&url).await;
-    let topic = format!("{}.touch", prefix("touch"));
-    q.publish(&topic, vec![Bytes::from_static(b"t")])
-        .await
-        .expect("publish");
-    let mut sub = q
-        .subscribe(&topic, opts(2, Duration::from_millis(800)))
-        .await
-        .expect("subscribe");
-    let d = next(&mut sub, "first").await;
-    assert_eq!(d.attempts, 1);
-    let until = Instant::now() + Duration::from_millis(2500);
-    while Instant::now() < until {
-        d.touch().await.expect("touch");
-        assert_nothing_for(&mut sub, Duration::from_millis(250), "a touched delivery came back").await;
-    }
-    drop(d);
-    let again = timeout(Duration::from_secs(2), sub.next())
-        .await
-        .expect("a dropped delivery comes back at once")
-        .expect("subscription alive");
-    assert_eq!(again.attempts, 2);
-    again.ack().await.expect("ack");
-    drop(sub);
-    eventually_empty(&q, &topic).await;
-    clean_up(&q, &[topic]).await;
-}
-
-/// `max_in_flight` is the consumer's prefetch: with that many deliveries
-/// unsettled, `next` waits even though more messages are ready.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_in_flight_holds_back_deliveries() {
-    let Some(url) = broker_url() else { return };
-    let q = connect(&url).await;
-    let topic = format!("{}.mif", prefix("mif"));
-    let bodies: Vec<Bytes> = (0..4).map(|i| Bytes::from(format!("m{i}"))).collect();
-    q.publish(&topic, bodies).await.expect("publish");
-    let mut sub = q
-        .subscribe(&topic, opts(2, Duration::from_secs(600)))
-        .await
-        .expect("subscribe");
-    let a = next(&mut sub, "first").await;
-    let b = next(&mut sub, "second").await;
-    assert_nothing_for(&mut sub, Duration::from_secs(1), "a delivery beyond max_in_flight").await;
-    let depth = q.depth(&topic).await.expect("depth");
-    assert_eq!((depth.ready, depth.in_flight), (2, 2), "{depth:?}");
-    a.ack().await.expect("ack");
-    let c = next(&mut sub, "after a slot freed").await;
-    for d in [b, c] {
-        d.ack().await.expect("ack");
-    }
-    next(&mut sub, "the last").await.ack().await.expect("ack");
-    drop(sub);
-    eventually_empty(&q, &topic).await;
-    clean_up(&q, &[topic]).await;
-}
-
-/// A requeue with a delay far longer than the visibility timeout: the copy
-/// waits in its delay queue, counted as deferred, and nothing is in flight.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_delays_are_deferred_not_in_flight() {
-    let Some(url) = broker_url() else { return };
-    let q = connect(&url).await;
-    let topic = format!("{}.long", prefix("long"));
-    q.publish(&topic, vec![Bytes::from_static(b"l")])
-        .await
-        .expect("publish");
-    let mut sub = q
-        .subscribe(&topic, opts(1, Duration::from_millis(500)))
-        .await
-        .expect("subscribe");
-    let d = next(&mut sub, "first").await;
-    d.requeue(Duration::from_secs(3)).await.expect("requeue");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let depth = q.depth(&topic).await.expect("depth");
-        if depth.deferred == 1 && depth.in_flight == 0 && depth.ready == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "depth {depth:?} after a delayed requeue");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_nothing_for(&mut sub, Duration::from_secs(2), "delivered before its delay").await;
-    let d = next(&mut sub, "after the delay").await;
-    assert_eq!(d.attempts, 2);
-    d.ack().await.expect("ack");
-    drop(sub);
     eventually_empty(&q, &topic).await;
     clean_up(&q, &[topic]).await;
 }

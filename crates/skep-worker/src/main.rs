@@ -92,8 +92,11 @@ struct RunArgs {
 
 #[derive(Args)]
 struct QueueArgs {
-    /// Task queue: amqp://user:password@host:port/vhost or amqps://...
-    /// Required, here or from --queue-file.
+    /// Task queue: amqp://user:password@host:port/vhost (or amqps://),
+    /// nsq://HOST:4150[,HOST:4150...] or nsqlookup://HOST:4161[,...].
+    /// Required, here or from --queue-file; without either, the variables
+    /// of older NSQ deployments are honoured: NSQLOOKUPD_ADDRESSES
+    /// (nsqlookupd HTTP addresses, comma-separated) or NSQD_ADDRESS.
     #[arg(long = "queue", env = "SKEP_QUEUE", value_name = "URL", hide_env_values = true)]
     url: Option<String>,
     /// File holding the task queue URL (a Docker secret).
@@ -161,7 +164,16 @@ fn service_config(args: RunArgs) -> ServiceConfig {
             Ok(s) => s.trim().to_owned(),
             Err(e) => usage_error(format!("cannot read the queue URL from {}: {e}", path.display())),
         },
-        (None, None) => usage_error("no task queue given: pass --queue URL, or set SKEP_QUEUE or SKEP_QUEUE_FILE"),
+        (None, None) => {
+            let var = |name: &str| std::env::var(name).ok();
+            service::legacy_nsq_url(var("NSQLOOKUPD_ADDRESSES").as_deref(), var("NSQD_ADDRESS").as_deref())
+                .unwrap_or_else(|| {
+                    usage_error(
+                        "no task queue given: pass --queue URL, or set SKEP_QUEUE or SKEP_QUEUE_FILE \
+                         (or NSQLOOKUPD_ADDRESSES / NSQD_ADDRESS)",
+                    )
+                })
+        }
     };
     let queue = service::worker_queue_url(&raw).unwrap_or_else(|e| usage_error(e));
     let id = args

@@ -56,7 +56,7 @@ pub enum ServiceError {
          give the broker's URL (amqp:// or amqps://)"
     )]
     MemoryQueue,
-    /// The queue URL is malformed or names a backend that is not built.
+    /// The queue URL is malformed or cannot be used.
     #[error("{0}")]
     QueueUrl(#[source] QueueError),
     #[error("cannot listen on {addr}: {source}")]
@@ -105,6 +105,25 @@ pub fn worker_queue_url(raw: &str) -> Result<QueueUrl> {
         return Err(ServiceError::MemoryQueue);
     }
     Ok(url)
+}
+
+/// The queue URL of the deployments skep replaces, which configure workers
+/// with `NSQLOOKUPD_ADDRESSES` (nsqlookupd HTTP addresses, comma-separated,
+/// with or without `http://`) and `NSQD_ADDRESS` (one nsqd TCP address):
+/// `nsqlookup://…` from the first when it is set, else `nsq://…`.
+pub fn legacy_nsq_url(lookupd_addresses: Option<&str>, nsqd_address: Option<&str>) -> Option<String> {
+    let hosts = |list: &str| -> Option<String> {
+        let hosts: Vec<&str> = list
+            .split(',')
+            .map(|h| h.trim().trim_start_matches("http://").trim_end_matches('/'))
+            .filter(|h| !h.is_empty())
+            .collect();
+        (!hosts.is_empty()).then(|| hosts.join(","))
+    };
+    if let Some(lookupds) = lookupd_addresses.and_then(hosts) {
+        return Some(format!("nsqlookup://{lookupds}"));
+    }
+    nsqd_address.and_then(hosts).map(|nsqd| format!("nsq://{nsqd}"))
 }
 
 /// The worker's own host name, from the kernel.
@@ -286,7 +305,7 @@ async fn connect(url: &QueueUrl, timeout: Duration, metrics: &Metrics) -> Result
                 info!(queue = %url, "connected to the task queue");
                 return Ok(queue);
             }
-            Err(e @ (QueueError::NotBuilt { .. } | QueueError::InvalidUrl(_))) => {
+            Err(e @ (QueueError::InvalidUrl(_) | QueueError::Invalid(_))) => {
                 return Err(ServiceError::QueueUrl(e));
             }
             Err(e) => e,
@@ -321,16 +340,21 @@ mod tests {
         assert_eq!(worker_queue_url("nsq://h:4150").map(|u| u.backend()).ok(), Some("nsq"));
     }
 
-    #[tokio::test]
-    async fn nsq_is_refused_as_not_built_without_retrying() {
-        let metrics = Metrics::new(1).expect("metrics");
-        let url = worker_queue_url("nsq://127.0.0.1:4150").expect("parses");
-        let err = connect(&url, Duration::from_secs(60), &metrics)
-            .await
-            .err()
-            .expect("nsq is not built");
-        assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("not built"), "{err}");
+    #[test]
+    fn the_nsq_variables_of_older_deployments_make_a_queue_url() {
+        let url = |l: Option<&str>, n: Option<&str>| legacy_nsq_url(l, n);
+        assert_eq!(
+            url(Some("http://lookupd-a:4161/, lookupd-b:4161"), Some("nsqd:4150")).as_deref(),
+            Some("nsqlookup://lookupd-a:4161,lookupd-b:4161")
+        );
+        assert_eq!(url(Some(" , "), Some("nsqd:4150")).as_deref(), Some("nsq://nsqd:4150"));
+        assert_eq!(url(None, Some("10.0.0.5:4150")).as_deref(), Some("nsq://10.0.0.5:4150"));
+        assert_eq!(url(None, Some("")), None);
+        assert_eq!(url(None, None), None);
+        for made in [url(Some("a:4161,b:4161"), None), url(None, Some("nsqd:4150"))] {
+            let made = made.expect("a url");
+            assert_eq!(worker_queue_url(&made).map(|u| u.backend()).ok(), Some("nsq"), "{made}");
+        }
     }
 
     #[tokio::test]

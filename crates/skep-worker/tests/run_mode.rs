@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use skep_api::{Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, task_topic};
-use skep_queue::{AmqpQueue, SubscribeOptions, TaskQueue};
+use skep_queue::{AmqpQueue, NsqQueue, SubscribeOptions, TaskQueue};
 use skep_testkit::{CorpusOptions, GeneratedFile, PageSize, cer, generate_corpus, load_truth};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -109,6 +109,10 @@ struct Worker {
 
 impl Worker {
     fn start(dir: &Path, name: &str, args: &[&str]) -> Self {
+        Self::start_with_env(dir, name, args, &[])
+    }
+
+    fn start_with_env(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let listen = free_addr();
         let log = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).expect("log file");
@@ -121,6 +125,9 @@ impl Worker {
             .env_remove("SKEP_QUEUE")
             .env_remove("SKEP_QUEUE_FILE")
             .env_remove("SKEP_POOL")
+            .env_remove("NSQD_ADDRESS")
+            .env_remove("NSQLOOKUPD_ADDRESSES")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -231,7 +238,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 /// Results of job `uid` by file index: waits until every one of `files`
 /// has one, then a little longer to catch duplicates. Results of other
 /// jobs are stale (the broker tests take turns) and are dropped.
-async fn collect(queue: &AmqpQueue, uid: &str, files: usize, limit: Duration) -> BTreeMap<u64, Vec<ResultMessage>> {
+async fn collect(queue: &dyn TaskQueue, uid: &str, files: usize, limit: Duration) -> BTreeMap<u64, Vec<ResultMessage>> {
     let opts = SubscribeOptions::new("run-mode-test", 32, Duration::from_secs(60));
     let mut sub = queue
         .subscribe(RESULTS_TOPIC, opts)
@@ -572,7 +579,9 @@ fn a_memory_queue_or_no_queue_is_a_usage_error() {
             .args(args)
             .env("OMP_THREAD_LIMIT", "1")
             .env_remove("SKEP_QUEUE")
-            .env_remove("SKEP_QUEUE_FILE");
+            .env_remove("SKEP_QUEUE_FILE")
+            .env_remove("NSQD_ADDRESS")
+            .env_remove("NSQLOOKUPD_ADDRESSES");
         if let Some((k, v)) = env {
             cmd.env(k, v);
         }
@@ -590,9 +599,49 @@ fn a_memory_queue_or_no_queue_is_a_usage_error() {
     let (code, err) = run(&[], Some(("SKEP_QUEUE_FILE", "/nonexistent/skep-queue-url")));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("/nonexistent/skep-queue-url"), "{err}");
-    let (code, err) = run(&["--queue", "nsq://127.0.0.1:4150", "--listen", "127.0.0.1:0"], None);
+    let (code, err) = run(&["--queue", "nsq://127.0.0.1:99999"], None);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("not built"), "{err}");
+    assert!(err.contains("nsq://127.0.0.1:99999"), "{err}");
+    let (code, err) = run(&[], Some(("NSQD_ADDRESS", "127.0.0.1:99999")));
+    assert_eq!(code, Some(2), "the old deployments' variable is read: {err}");
+    assert!(err.contains("nsq://127.0.0.1:99999"), "{err}");
     let (code, err) = run(&["--queue", "amqp://h/", "--pool", "Not_A_Label"], None);
     assert_eq!(code, Some(2), "{err}");
+}
+
+/// A worker configured as the NSQ deployments skep replaces configure
+/// theirs (`NSQD_ADDRESS`, no skep variable) takes its tasks from a real
+/// nsqd and answers each. Runs where `SKEP_TEST_NSQD` names an nsqd (see
+/// `crates/skep-queue/tests/nsq_conformance.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_configured_by_nsqd_address_answers_every_task_through_nsq() {
+    let Some(nsqd) = std::env::var("SKEP_TEST_NSQD").ok().filter(|s| !s.is_empty()) else {
+        println!("NSQ worker test did not run: SKEP_TEST_NSQD is not set");
+        return;
+    };
+    let queue = NsqQueue::connect(&format!("nsq://{nsqd}"))
+        .await
+        .expect("connect to the test nsqd");
+    let pool = pool("nsq");
+    let uid = job_uid("nsq");
+    let c = corpus(4, PageSize::Small);
+    let mut w = Worker::start_with_env(
+        c.dir.path(),
+        "worker-nsq",
+        &["--pool", &pool, "--slots", "2"],
+        &[("NSQD_ADDRESS", &nsqd)],
+    );
+    w.ready().await;
+    queue
+        .publish(&task_topic(&pool), tasks(&c, &uid))
+        .await
+        .expect("publish tasks");
+    let got = collect(&queue, &uid, c.files.len(), Duration::from_secs(120)).await;
+    assert_one_good_result_each(&c, &got);
+    assert!(got.values().flatten().all(|r| r.worker.id == "worker-nsq"));
+    w.signal("TERM");
+    let status = w.exit_within(Duration::from_secs(25)).await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", w.log());
+    queue.delete_topic(&task_topic(&pool)).await.expect("clean up");
+    queue.close().await;
 }

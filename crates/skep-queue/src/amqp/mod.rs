@@ -40,7 +40,7 @@ mod topology;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -132,11 +132,7 @@ pub(crate) async fn call<T>(
     }
 }
 
-// NB: a poisoned lock means a panic while holding it; what these locks
-// guard stays consistent between statements, so keep going.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::lock;
 
 /// A `TaskQueue` on a RabbitMQ broker. Cheap to clone; clones share
 /// connections.

@@ -62,7 +62,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Args)]
 pub struct QueueArgs {
     /// `memory:` (in-process, the default), `amqp://USER:PASS@HOST:PORT/VHOST`
-    /// (RabbitMQ). SKEP_QUEUE_FILE may name a file holding the URL instead.
+    /// (RabbitMQ), `nsq://HOST:4150[,HOST:4150...]` (NSQ, nsqds named) or
+    /// `nsqlookup://HOST:4161[,...]` (NSQ, nsqds found through nsqlookupd).
+    /// SKEP_QUEUE_FILE may name a file holding the URL instead.
     #[arg(long, env = "SKEP_QUEUE")]
     pub queue: Option<String>,
 }

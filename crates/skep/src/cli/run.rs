@@ -283,7 +283,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         RuntimeKind::Local => None,
         RuntimeKind::Swarm if queue_url.backend() == "memory" => {
             return Err(CliError::invalid(
-                "--runtime swarm needs a queue the worker services can reach (--queue amqp://… or SKEP_QUEUE); \
+                "--runtime swarm needs a queue the worker services can reach (--queue amqp://…, nsq://… or SKEP_QUEUE); \
                  memory: lives inside this process",
             ));
         }
