@@ -96,8 +96,8 @@ EOF
 # --- deploy ------------------------------------------------------------------
 # The production stack cannot be deployed here (its broker and store images
 # cannot be pulled), but it must at least be a valid stack file.
-for stack in manifests/docker-stack.yml manifests/docker-stack.nsq.yml; do
-  docker stack config -c "$stack" >/dev/null || fail "$stack is not a valid stack file"
+for stack_file in manifests/docker-stack.yml manifests/docker-stack.nsq.yml; do
+  docker stack config -c "$stack_file" >/dev/null || fail "$stack_file is not a valid stack file"
 done
 api_port="${SKEP_E2E_API_PORT:-18080}"
 api="http://127.0.0.1:$api_port"

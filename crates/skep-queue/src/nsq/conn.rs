@@ -376,8 +376,10 @@ fn parse_identify(body: &[u8]) -> Result<Negotiated, String> {
             .and_then(serde_json::Value::as_u64)
             .map(|n| n.clamp(1, u32::MAX.into()) as u32)
             .unwrap_or(d.max_rdy_count),
-        msg_timeout: ms("msg_timeout", d.msg_timeout),
-        max_msg_timeout: ms("max_msg_timeout", d.max_msg_timeout),
+        // NB: bounded by what this client asks for: deadlines are computed
+        // from them, and a huge value from the network would overflow.
+        msg_timeout: ms("msg_timeout", d.msg_timeout).min(super::MAX_MSG_TIMEOUT),
+        max_msg_timeout: ms("max_msg_timeout", d.max_msg_timeout).min(super::MAX_MSG_TIMEOUT),
     })
 }
 
@@ -468,6 +470,9 @@ struct Reader {
 
 impl Reader {
     async fn run(self, mut rd: OwnedReadHalf, mut buf: BytesMut, done: CancellationToken) {
+        // NB: however the reader ends, a panic included, the connection
+        // ends with it: its writer and its supervisor wait on `done`.
+        let _ended = done.clone().drop_guard();
         let read_timeout = HEARTBEAT_INTERVAL * 2 + READ_SLACK;
         let why = loop {
             match protocol::decode(&mut buf, protocol::MAX_FRAME_BYTES) {

@@ -53,9 +53,24 @@ impl Discovery {
         {
             return Ok(nsqds.clone());
         }
-        let nsqds = union(join_all(lookupds.iter().map(|l| self.http.nodes(l))).await)?;
-        *lock(&self.known) = Some((Instant::now(), nsqds.clone()));
-        Ok(nsqds)
+        let asked = union(join_all(lookupds.iter().map(|l| self.http.nodes(l))).await);
+        let mut known = lock(&self.known);
+        match asked {
+            Ok(nsqds) if !nsqds.is_empty() => {
+                *known = Some((Instant::now(), nsqds.clone()));
+                Ok(nsqds)
+            }
+            // NB: no lookupd answered, or one that has just restarted knows
+            // no nsqd yet: the nsqds known before are still the best guess
+            // (they keep taking publishes while lookupd is away).
+            asked => match known.as_ref() {
+                Some((_, last)) if !last.is_empty() => {
+                    tracing::debug!(?asked, "nsqlookupd gave no nsqds; using the last known ones");
+                    Ok(last.clone())
+                }
+                _ => asked,
+            },
+        }
     }
 
     /// The nsqds a consumer of `topic` should be connected to (for a lookup

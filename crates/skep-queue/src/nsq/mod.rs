@@ -281,8 +281,11 @@ impl Inner {
         if self.closing.is_cancelled() {
             return Err(NsqError::Closed);
         }
-        let nsqds = self.discovery.all().await?;
-        match tokio::time::timeout(PUBLISH_TIMEOUT, self.producer.publish(&nsqds, commands)).await {
+        let publish = async {
+            let nsqds = self.discovery.all().await?;
+            self.producer.publish(&nsqds, commands).await
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
             Ok(r) => r,
             Err(_) => Err(NsqError::Timeout {
                 op: "publish to",
