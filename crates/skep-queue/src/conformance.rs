@@ -39,11 +39,16 @@ use tokio::time::{Instant, timeout};
 
 use crate::{Delivery, SubscribeOptions, Subscription, TaskQueue};
 
-/// The topics the cases use, as suffixes of their prefix (`{prefix}.{t}`),
-/// for a backend's tests to delete after a case.
-pub const TOPICS: &[&str] = &[
+/// The topics the cases use, as suffixes of their prefix (`{prefix}.{t}`).
+const TOPICS: &[&str] = &[
     "pca", "death", "delay", "attempts", "late", "depth", "batch", "deferred", "dlq", "touch", "mif", "long", "drop",
 ];
+
+/// Every topic the cases of `prefix` may have made: what a backend's tests
+/// delete after a case.
+pub fn case_topics(prefix: &str) -> Vec<String> {
+    TOPICS.iter().map(|t| format!("{prefix}.{t}")).collect()
+}
 
 /// The visibility timeout the cases subscribe with.
 pub const VISIBILITY: Duration = Duration::from_millis(1500);

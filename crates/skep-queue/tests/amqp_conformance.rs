@@ -56,8 +56,7 @@ macro_rules! cases {
             let q = connect(&url).await;
             let p = prefix(stringify!($case));
             conformance::$case(&q, &p).await;
-            let topics: Vec<String> = conformance::TOPICS.iter().map(|s| format!("{p}.{s}")).collect();
-            clean_up(&q, &topics).await;
+            clean_up(&q, &conformance::case_topics(&p)).await;
         }
     )*};
 }

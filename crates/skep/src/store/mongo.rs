@@ -782,16 +782,7 @@ impl MongoStore {
     /// collections here): it shrinks a deposed leader's window to one call.
     async fn check_lease(&self) -> Result<()> {
         let Some(fence) = &self.fence else { return Ok(()) };
-        let current = self
-            .op(
-                "read lease",
-                self.inner
-                    .leases
-                    .find_one(doc! { "_id": fence.lease.as_str() })
-                    .into_future(),
-            )
-            .await?;
-        match current.map(|d| lease_state(&d)) {
+        match self.read_lease(&fence.lease).await? {
             Some(state) if state.holder == fence.holder && state.generation == fence.generation => Ok(()),
             Some(state) => Err(fence.refused(state.holder, state.generation)),
             None => Err(fence.refused(String::new(), 0)),
@@ -800,18 +791,21 @@ impl MongoStore {
 
     /// The refusal of a fenced write, naming the lease's holder now.
     async fn lease_now(&self, fence: &Fence) -> StoreError {
-        let current = self
-            .inner
-            .leases
-            .find_one(doc! { "_id": fence.lease.as_str() })
-            .into_future();
-        match bounded(self.inner.op_timeout, current).await {
-            Ok(Some(d)) => {
-                let state = lease_state(&d);
-                fence.refused(state.holder, state.generation)
-            }
+        match self.read_lease(&fence.lease).await {
+            Ok(Some(state)) => fence.refused(state.holder, state.generation),
             _ => fence.refused("(unknown)".to_owned(), 0),
         }
+    }
+
+    /// The lease `name` as stored, if any.
+    async fn read_lease(&self, name: &str) -> Result<Option<LeaseState>> {
+        let doc = self
+            .op(
+                "read lease",
+                self.inner.leases.find_one(doc! { "_id": name }).into_future(),
+            )
+            .await?;
+        Ok(doc.map(|d| lease_state(&d)))
     }
 
     /// Writes `job` over `row` if nobody wrote it since `row` was read;
@@ -1711,11 +1705,8 @@ impl Store for MongoStore {
                     }
                 }
             }
-            let current = self
-                .op("read lease", leases.find_one(doc! { "_id": name }).into_future())
-                .await?;
-            if let Some(d) = current {
-                return Ok(lease_state(&d));
+            if let Some(state) = self.read_lease(name).await? {
+                return Ok(state);
             }
         }
         Err(StoreError::Backend(format!("lease {name:?} kept changing")))
