@@ -48,7 +48,9 @@ if [ "$rebuild_base" = 1 ] || ! docker image inspect "$base" >/dev/null 2>&1; th
   echo "imported $base" >&2
 fi
 
-cargo build --release --locked -p skep -p skep-worker
+# NB: the same package set as tests/swarm/e2e.sh builds, so both resolve the
+# same features and the second build reuses every dependency.
+cargo build --release --locked -p skep -p skep-worker -p skep-testkit
 
 # NB: the classic builder builds every stage up to the target, in file
 # order; the prebuilt targets come first so neither needs the Rust image.

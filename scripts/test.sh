@@ -47,7 +47,10 @@ fi
 cargo test --locked --workspace
 # The REST API fuzzed from its OpenAPI document, and the dashboard in a real
 # headless browser (screenshots in target/artifacts/).
-cargo build --locked -p skep -p skep-testkit
+# NB: --tests resolves features as `cargo test` did (dev-dependencies turn on
+# tokio's test-util), so the binaries link from the dependencies already
+# built instead of building all of them again: CI ran out of disk once.
+cargo build --locked --workspace --bins --tests
 tests/api/schemathesis.sh
 tests/dashboard/run.sh
 tests/swarm/e2e.sh

@@ -59,7 +59,7 @@ if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
   docker swarm init --advertise-addr 127.0.0.1 >/dev/null
 fi
 scripts/build-images.sh
-cargo build --release --locked -q -p skep-testkit
+cargo build --release --locked -q -p skep -p skep-worker -p skep-testkit
 skep="$root/target/release/skep"
 testkit="$root/target/release/skep-testkit"
 
