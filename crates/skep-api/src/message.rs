@@ -29,6 +29,17 @@ pub const RESULTS_TOPIC: &str = "skep.results";
 pub const MAX_INLINE_TEXT: usize = 256 * 1024;
 /// The file a worker writes a text longer than [`MAX_INLINE_TEXT`] to.
 pub const STAGED_TEXT_FILE: &str = "text.txt";
+/// The staged text layer of a PDF input.
+pub const STAGED_LAYER_FILE: &str = "layer.pdf";
+/// Every name a worker stages in a delivery's folder.
+pub const STAGED_FILES: [&str; 6] = [
+    "out.hocr",
+    "out.xml",
+    "out.tsv",
+    "out.pdf",
+    STAGED_LAYER_FILE,
+    STAGED_TEXT_FILE,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -133,8 +144,18 @@ pub struct TaskMessage {
     /// [`Outcome::Split`] instead of being read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<PageRange>,
-    /// Absolute path, the same on every worker node.
+    /// Absolute path, the same on every worker node that mounts the source.
     pub path: String,
+    /// A URL that reads the same file, for a worker that cannot see `path`
+    /// (signed by the controller, expiring; `None` when the controller
+    /// signs none). Older workers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Where a worker that cannot see `staging` uploads what it stages
+    /// (a signed URL; it appends `&name=FOLDER&file=FILE`); `None` when
+    /// the controller signs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
     /// 1-based attempt the controller dispatched.
     pub attempt: u32,
     pub max_attempts: u32,
@@ -167,6 +188,8 @@ impl TaskMessage {
             part: 0,
             pages: None,
             path: path.into(),
+            url: None,
+            upload: None,
             attempt: 1,
             max_attempts: crate::DEFAULT_MAX_ATTEMPTS,
             timeout_ms: crate::DEFAULT_FILE_TIMEOUT_SECONDS * 1000,
@@ -390,6 +413,8 @@ mod tests {
             part: 0,
             pages: None,
             path: "/data/a.png".into(),
+            url: None,
+            upload: None,
             attempt: 1,
             max_attempts: 3,
             timeout_ms: 1000,
@@ -402,6 +427,14 @@ mod tests {
             artefacts: vec![Artefact::Hocr],
             staging: Some("/out/.skep-staging/u".into()),
         }
+    }
+
+    #[test]
+    fn every_staged_name_is_one_an_upload_may_carry() {
+        for a in Artefact::ALL {
+            assert!(STAGED_FILES.contains(&a.staged_name()), "{a:?}");
+        }
+        assert!(STAGED_FILES.contains(&STAGED_TEXT_FILE));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use skep_testkit::PageSize;
 
 use crate::dispatch::DispatchOptions;
 use crate::documents::DocumentsOptions;
+use crate::files::FilesOptions;
 use crate::ingest::IngestOptions;
 use crate::ocr::OcrOptions;
 use crate::scan::ScanOptions;
@@ -47,8 +48,13 @@ pub enum Command {
     /// OCRmyPDF, born-digital PDFs against pdftotext, one long PDF with 1
     /// and 2 workers (some 5 minutes on 2 cores; not part of `all`).
     Documents(DocumentsOptions),
+    /// Serve one large file through the controller's file endpoint (what a
+    /// worker with no shared mount reads) and read it from the page cache;
+    /// compare MB/s.
+    Files(FilesOptions),
     /// Every bench with defaults (a few minutes on 2 cores): ocr on small
-    /// pages, ocr on a few A4 pages, dispatch, ingest (SQLite only), scan.
+    /// pages, ocr on a few A4 pages, dispatch, ingest (SQLite only), scan,
+    /// files.
     All,
 }
 
@@ -60,6 +66,7 @@ pub struct AllPlan {
     pub dispatch: DispatchOptions,
     pub ingest: IngestOptions,
     pub scan: ScanOptions,
+    pub files: FilesOptions,
 }
 
 impl Default for AllPlan {
@@ -75,6 +82,7 @@ impl Default for AllPlan {
             dispatch: DispatchOptions::default(),
             ingest: IngestOptions::default(),
             scan: ScanOptions::default(),
+            files: FilesOptions::default(),
         }
     }
 }

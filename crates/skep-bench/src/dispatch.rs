@@ -387,6 +387,8 @@ pub fn task_bodies(n: usize) -> Vec<Bytes> {
                     i / 10_000,
                     i / 100 % 100
                 ),
+                url: None,
+                upload: None,
                 attempt: 1,
                 max_attempts: 3,
                 timeout_ms: 300_000,

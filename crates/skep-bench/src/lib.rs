@@ -10,6 +10,7 @@
 //! - [`ingest`]: result writes into the SQLite store, and optionally into
 //!   another store (MongoDB) against it.
 //! - [`scan`]: skep's folder scan against `find`.
+//! - [`files`]: the controller's file endpoint against a local read.
 //! - [`documents`]: PDFs through the real `skep run` binary against
 //!   OCRmyPDF and `pdftotext`, and one long PDF split over workers.
 //!
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod dispatch;
 pub mod documents;
+pub mod files;
 pub mod ingest;
 pub mod load;
 pub mod ocr;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use skep_bench::cli::{AllPlan, Cli, Command};
 use skep_bench::report::emit;
-use skep_bench::{dispatch, documents, ingest, ocr, scan};
+use skep_bench::{dispatch, documents, files, ingest, ocr, scan};
 
 fn main() -> anyhow::Result<()> {
     // NB: before any thread starts; without it every engine would start a
@@ -28,6 +28,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(opts) => emit(&ingest::run(&opts).await?, json),
         Command::Scan(opts) => emit(&run_scan(opts).await?, json),
         Command::Documents(opts) => emit(&run_documents(opts).await?, json),
+        Command::Files(opts) => emit(&files::run(&opts).await?, json),
         Command::All => {
             let plan = AllPlan::default();
             emit(&ocr::run(&plan.ocr_small).await?, json);
@@ -35,6 +36,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             emit(&dispatch::run(&plan.dispatch).await?, json);
             emit(&ingest::run(&plan.ingest).await?, json);
             emit(&run_scan(plan.scan).await?, json);
+            emit(&files::run(&plan.files).await?, json);
         }
     }
     Ok(())

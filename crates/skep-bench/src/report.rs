@@ -22,7 +22,7 @@ impl Goal {
         }
     }
 
-    fn verdict(&self) -> &'static str {
+    pub fn verdict(&self) -> &'static str {
         if self.met { "met" } else { "MISSED" }
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod document;
 mod engine;
+pub mod fetch;
 mod format;
 pub mod health;
 mod http;

@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use skep_worker::document::{ReadOutput, ReadRequest};
+use skep_worker::fetch::FileAccess;
 use skep_worker::service::{self, ServiceConfig};
 use skep_worker::worker::{DEFAULT_STOP_GRACE, DEFAULT_VISIBILITY_TIMEOUT};
 use skep_worker::{DEFAULT_MAX_FILE_BYTES, EngineConfig, OcrSlot, Shutdown, WorkerConfig};
@@ -88,6 +89,16 @@ struct RunArgs {
     #[arg(long, env = "SKEP_QUEUE_TIMEOUT", value_name = "SECONDS",
           default_value_t = service::DEFAULT_QUEUE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     queue_timeout: u64,
+    /// How a task's file is reached: `auto` reads the path when it is a
+    /// file here (a shared mount) and fetches the task's URL otherwise;
+    /// `path` always reads the path; `url` always fetches (the controller
+    /// signs URLs when started with --file-url-base).
+    #[arg(long, env = "SKEP_FILE_ACCESS", value_enum, default_value_t)]
+    file_access: FileAccess,
+    /// Folder for files fetched through URLs while they are read (each is
+    /// deleted after); default: skep-fetch in the system's temp folder.
+    #[arg(long, env = "SKEP_FETCH_DIR", value_name = "DIR")]
+    fetch_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -187,6 +198,10 @@ fn service_config(args: RunArgs) -> ServiceConfig {
     let mut worker = WorkerConfig::new(id, node, args.pool, args.slots as usize);
     worker.stop_grace = Duration::from_secs(args.stop_grace);
     worker.visibility_timeout = Duration::from_secs(args.visibility_timeout);
+    worker.file_access = args.file_access;
+    if let Some(dir) = args.fetch_dir {
+        worker.fetch_dir = dir;
+    }
     ServiceConfig {
         queue,
         worker,

@@ -9,6 +9,10 @@ use skep_api::{FailureReason, Outcome, ResultMessage};
 /// a dense A4 page several, and the default per-file limit is 300 s.
 const OCR_SECONDS_BUCKETS: [f64; 12] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
 
+/// Bounds of `skep_worker_fetch_seconds`: a scan of a few hundred KiB on a
+/// LAN takes milliseconds; a large PDF over a slow link, seconds.
+const FETCH_SECONDS_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
+
 /// Label values of `skep_worker_files_total{outcome}`: outcomes of a task (a file or a page range): read, failed, or found to
 /// need splitting into ranges.
 const OUTCOMES: [&str; 3] = ["succeeded", "failed", "split"];
@@ -43,6 +47,9 @@ pub struct Metrics {
     in_flight: IntGauge,
     ready: IntGauge,
     queue_errors: IntCounterVec,
+    fetches: IntCounterVec,
+    fetch_bytes: IntCounter,
+    fetch_seconds: Histogram,
 }
 
 impl Metrics {
@@ -89,6 +96,27 @@ impl Metrics {
             ),
             &["op"],
         )?;
+        let fetches = IntCounterVec::new(
+            Opts::new(
+                "skep_worker_fetches_total",
+                "Files fetched through their task's URL (no shared mount), by result: ok, notFound, refused (expired or bad signature), tooLarge, timeout, error (after retries).",
+            ),
+            &["result"],
+        )?;
+        let fetch_bytes = IntCounter::new("skep_worker_fetch_bytes_total", "Bytes of files fetched through URLs.")?;
+        let fetch_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "skep_worker_fetch_seconds",
+                "Time to fetch one file through its URL, retries included.",
+            )
+            .buckets(FETCH_SECONDS_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(fetches.clone()))?;
+        registry.register(Box::new(fetch_bytes.clone()))?;
+        registry.register(Box::new(fetch_seconds.clone()))?;
+        for r in crate::fetch::FETCH_RESULTS {
+            fetches.with_label_values(&[r]);
+        }
         registry.register(Box::new(files.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(ocr_seconds.clone()))?;
@@ -116,7 +144,17 @@ impl Metrics {
             in_flight,
             ready,
             queue_errors,
+            fetches,
+            fetch_bytes,
+            fetch_seconds,
         })
+    }
+
+    /// One fetch of a file through its URL ended with `result`.
+    pub fn file_fetched(&self, result: &str, bytes: u64, took: std::time::Duration) {
+        self.fetches.with_label_values(&[result]).inc();
+        self.fetch_bytes.inc_by(bytes);
+        self.fetch_seconds.observe(took.as_secs_f64());
     }
 
     /// Counts a published result.

@@ -188,6 +188,10 @@ impl WorkerObserver for Observer {
         self.metrics.queue_error(QueueOp::Publish);
         self.health.set_publish_failing(true);
     }
+
+    fn file_fetched(&self, result: &'static str, bytes: u64, took: Duration) {
+        self.metrics.file_fetched(result, bytes, took);
+    }
 }
 
 /// Aborts a spawned task when dropped.

@@ -29,7 +29,7 @@ use crate::document::{PageOut, Pages, Visual};
 use crate::engine::OcrError;
 
 /// The staged text layer of a PDF input.
-pub const LAYER_FILE: &str = "layer.pdf";
+pub const LAYER_FILE: &str = skep_api::STAGED_LAYER_FILE;
 
 /// Where a delivery writes: `root/name/`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -31,6 +31,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::document::{ReadOutput, ReadRequest};
 use crate::engine::{DEFAULT_MAX_FILE_BYTES, EngineConfig};
+use crate::fetch::{self, Fetcher, FileAccess, Source};
 use crate::slot::OcrSlot;
 use crate::staging::StagingTarget;
 
@@ -59,6 +60,9 @@ pub trait WorkerObserver: Send + Sync + std::fmt::Debug {
     fn result_published(&self, _result: &ResultMessage) {}
     /// Publishing a result failed; the loop retries.
     fn publish_failed(&self, _error: &QueueError) {}
+    /// A task's file was fetched through its URL (`result` is one of
+    /// [`crate::fetch::FETCH_RESULTS`]; `bytes` 0 unless it is `ok`).
+    fn file_fetched(&self, _result: &'static str, _bytes: u64, _took: Duration) {}
 }
 
 /// The observer that ignores everything: the default.
@@ -85,6 +89,10 @@ pub struct WorkerConfig {
     /// Told of subscriptions and files as they happen; [`NoObserver`] by
     /// default.
     pub observer: Arc<dyn WorkerObserver>,
+    /// Whether a task's file is read from its path or its URL.
+    pub file_access: FileAccess,
+    /// Where files fetched through URLs are kept while they are read.
+    pub fetch_dir: PathBuf,
 }
 
 impl WorkerConfig {
@@ -98,6 +106,8 @@ impl WorkerConfig {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             stop_grace: DEFAULT_STOP_GRACE,
             observer: Arc::new(NoObserver),
+            file_access: FileAccess::Auto,
+            fetch_dir: std::env::temp_dir().join("skep-fetch"),
         }
     }
 }
@@ -120,6 +130,7 @@ struct Counters {
 struct Ctx {
     queue: Arc<dyn TaskQueue>,
     cfg: WorkerConfig,
+    fetcher: Fetcher,
     counters: Counters,
     /// Cancelled when the worker must stop retrying a result publish.
     hard_stop: CancellationToken,
@@ -127,8 +138,11 @@ struct Ctx {
 
 /// Runs until `shutdown` is cancelled, then drains (see the module docs).
 pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: CancellationToken) -> WorkerReport {
+    // NB: a client without TLS settings cannot fail to build.
+    let fetcher = Fetcher::new(&cfg.fetch_dir, cfg.max_file_bytes).expect("an HTTP client");
     let ctx = Arc::new(Ctx {
         queue,
+        fetcher,
         cfg,
         counters: Counters::default(),
         hard_stop: CancellationToken::new(),
@@ -264,8 +278,7 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
             ),
         ))
     } else {
-        let request = read_request(ctx, &task);
-        let read = slot.read(request, Duration::from_millis(task.timeout_ms.max(1)));
+        let read = read_file(ctx, &task, slot);
         keep_alive(&delivery, ctx.cfg.visibility_timeout, read).await
     };
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -311,6 +324,77 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
         },
     };
     settle(ctx, delivery, result, exhausted).await;
+}
+
+/// Reads the task's file from its path, or fetches it through its URL
+/// first (see [`crate::fetch`]); a fetched copy is deleted afterwards.
+async fn read_file(ctx: &Ctx, task: &TaskMessage, slot: &mut OcrSlot) -> Result<ReadOutput, crate::OcrError> {
+    let timeout = Duration::from_millis(task.timeout_ms.max(1));
+    let mut request = read_request(ctx, task);
+    let fetched = match fetch::source(ctx.cfg.file_access, task)? {
+        Source::Path(_) => None,
+        Source::Url(url) => {
+            let started = Instant::now();
+            match ctx.fetcher.fetch(url, std::path::Path::new(&task.path), timeout).await {
+                Ok(f) => {
+                    ctx.cfg.observer.file_fetched("ok", f.bytes, started.elapsed());
+                    debug!(job = %task.job, index = task.index, bytes = f.bytes, tries = f.tries, "fetched");
+                    Some(f)
+                }
+                Err(e) => {
+                    ctx.cfg.observer.file_fetched(e.result, 0, started.elapsed());
+                    return Err(e.error);
+                }
+            }
+        }
+    };
+    let remote = fetch::stage_remotely(ctx.cfg.file_access, task);
+    if remote && let Some(target) = request.staging.as_mut() {
+        target.root = ctx.cfg.fetch_dir.join("staging");
+        std::fs::create_dir_all(&target.root).map_err(|e| {
+            crate::OcrError::new(
+                FailureReason::Unreadable,
+                format!("cannot make {}: {}", target.root.display(), e.kind()),
+            )
+        })?;
+    }
+    let local_staging = request.staging.as_ref().map(StagingTarget::dir).filter(|_| remote);
+    if let Some(f) = &fetched {
+        request.path = f.path.clone();
+    }
+    let read = slot.read(request, timeout).await;
+    // NB: messages name the file as the job knows it, not the copy.
+    let read = read.map_err(|mut e| {
+        if let Some(f) = &fetched {
+            e.message = e.message.replace(&*f.path.to_string_lossy(), &task.path);
+        }
+        e
+    });
+    let Some(local) = local_staging else {
+        return read;
+    };
+    let uploaded = match (&read, task.upload.as_deref()) {
+        (Ok(ReadOutput::Read(r)), Some(upload)) => match &r.staged {
+            Some(name) => ctx.fetcher.upload(upload, name, &local, timeout).await.map(Some),
+            None => Ok(None),
+        },
+        _ => Ok(None),
+    };
+    // NB: the local copy goes whatever happened; on a failed upload the
+    // task fails `unreadable` and is tried again.
+    if let Err(e) = std::fs::remove_dir_all(&local)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(path = %local.display(), error = %e, "cannot remove a local staging folder");
+    }
+    match uploaded {
+        Ok(Some(bytes)) => {
+            debug!(job = %task.job, index = task.index, bytes, "staged files uploaded");
+            read
+        }
+        Ok(None) => read,
+        Err(e) => Err(e),
+    }
 }
 
 /// What the slot reads for `task`.

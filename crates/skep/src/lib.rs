@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod paths;

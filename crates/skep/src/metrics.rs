@@ -43,7 +43,26 @@ pub const NAMES: &[&str] = &[
     "skep_http_request_duration_seconds",
     "skep_http_connections",
     "skep_http_connections_closed_total",
+    "skep_files_served_total",
+    "skep_file_bytes_served_total",
+    "skep_staged_files_received_total",
+    "skep_staged_bytes_received_total",
 ];
+
+/// The results of an upload to the staging endpoint (`/files/staged`).
+pub const STAGED_RESULTS: [&str; 8] = [
+    "ok",
+    "refused",
+    "expired",
+    "notAllowed",
+    "badRequest",
+    "tooLarge",
+    "gone",
+    "error",
+];
+
+/// The results of a request to the file endpoint (`/files`).
+pub const FILE_RESULTS: [&str; 6] = ["ok", "refused", "expired", "notFound", "notAllowed", "error"];
 
 /// One registry with every metric of a controller process. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -65,6 +84,10 @@ pub struct Metrics {
     http_seconds: HistogramVec,
     http_connections: IntGauge,
     http_closed: IntCounterVec,
+    files_served: IntCounterVec,
+    file_bytes: prometheus::IntCounter,
+    staged_received: IntCounterVec,
+    staged_bytes: prometheus::IntCounter,
 }
 
 impl Default for Metrics {
@@ -165,9 +188,35 @@ impl Metrics {
                 "HTTP connections closed by a limit: `refused` (over --http-max-connections), `idle` (no byte moved for --http-idle-timeout-seconds).",
                 &["reason"],
             ),
+            files_served: counter_vec(
+                "skep_files_served_total",
+                "Requests to the file endpoint (/files) by result: ok, refused (bad signature), expired, notFound, notAllowed (outside --allow-path, or a symlink a job does not follow), error.",
+                &["result"],
+            ),
+            file_bytes: prometheus::IntCounter::new(
+                "skep_file_bytes_served_total",
+                "Bytes of files sent by the file endpoint.",
+            )
+            .unwrap_or_else(|e| panic!("metric skep_file_bytes_served_total: {e}")),
+            staged_received: counter_vec(
+                "skep_staged_files_received_total",
+                "Staged files (artefacts, long texts) uploaded by workers with no mount of the output folder, by result: ok, refused (bad signature), expired, notAllowed, badRequest, tooLarge, gone (the job's staging folder is gone), error.",
+                &["result"],
+            ),
+            staged_bytes: prometheus::IntCounter::new(
+                "skep_staged_bytes_received_total",
+                "Bytes of staged files received from workers.",
+            )
+            .unwrap_or_else(|e| panic!("metric skep_staged_bytes_received_total: {e}")),
             registry,
         };
         m.register_all();
+        for r in STAGED_RESULTS {
+            m.staged_received.with_label_values(&[r]);
+        }
+        for r in FILE_RESULTS {
+            m.files_served.with_label_values(&[r]);
+        }
         for r in ["refused", "idle"] {
             m.http_closed.with_label_values(&[r]);
         }
@@ -204,6 +253,10 @@ impl Metrics {
             Box::new(self.http_seconds.clone()),
             Box::new(self.http_connections.clone()),
             Box::new(self.http_closed.clone()),
+            Box::new(self.files_served.clone()),
+            Box::new(self.file_bytes.clone()),
+            Box::new(self.staged_received.clone()),
+            Box::new(self.staged_bytes.clone()),
         ];
         for c in collectors {
             self.registry
@@ -327,6 +380,23 @@ impl Metrics {
 
     pub fn http_connection_timed_out(&self) {
         self.http_closed.with_label_values(&["idle"]).inc();
+    }
+
+    /// One request to the file endpoint ended with `result` (one of
+    /// [`FILE_RESULTS`]).
+    pub fn file_request(&self, result: &'static str) {
+        self.files_served.with_label_values(&[result]).inc();
+    }
+
+    pub fn file_bytes_sent(&self, n: u64) {
+        self.file_bytes.inc_by(n);
+    }
+
+    /// One upload of a staged file ended with `result` (one of
+    /// [`STAGED_RESULTS`]) after `bytes` were written.
+    pub fn staged_file_received(&self, result: &'static str, bytes: u64) {
+        self.staged_received.with_label_values(&[result]).inc();
+        self.staged_bytes.inc_by(bytes);
     }
 
     /// The `Content-Type` of [`Metrics::encode`]'s output.

@@ -151,6 +151,49 @@ fn invalid_jobs_exit_2_and_store_nothing() {
         text(&out)
     );
 
+    // No worker in this process and a queue no other process reaches.
+    let good = ws.job("good", "");
+    let out = ws.run(&["run", "-f", good.to_str().expect("utf-8"), "--workers", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--workers 0 runs no worker in this process"),
+        "{}",
+        text(&out)
+    );
+    let out = ws.run(&["controller", "--workers", "0", "--allow-any-path"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reaches no other"),
+        "{}",
+        text(&out)
+    );
+    // File URLs are served by the controller's HTTP server.
+    let out = ws.run(&["controller", "--file-url-base", "http://ctl:8080", "--allow-any-path"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs --listen"),
+        "{}",
+        text(&out)
+    );
+    let short = ws.path().join("short.key");
+    std::fs::write(&short, "too short").expect("key");
+    let out = ws.run(&[
+        "controller",
+        "--file-url-key-file",
+        short.to_str().expect("utf-8"),
+        "--allow-any-path",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 32"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("too short"),
+        "the key is not echoed"
+    );
+
     let list = ws.run(&["get", "-o", "json"]);
     assert_eq!(list.status.code(), Some(0), "{}", text(&list));
     let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");

@@ -3,6 +3,9 @@
 //!
 //! - **bare** ([`bare`]): leptess engines in a plain loop, the baseline;
 //! - **pipeline** ([`pipeline`]): the real skep worker fed by the queue;
+//! - **urls**: the same worker reading every page through the controller's
+//!   file endpoint on loopback (`--file-access url`), as a worker with no
+//!   shared mount does;
 //! - **cli** ([`tesseract_cli`]): one `tesseract` process per page.
 //!
 //! The mean character error rate of each method is reported beside its
@@ -36,6 +39,9 @@ pub const DEFAULT_SEED: u64 = 1;
 pub const GOAL_PIPELINE_VS_BARE: f64 = 0.97;
 /// The worker must beat a process per page by at least 5%.
 pub const GOAL_PIPELINE_VS_CLI: f64 = 1.05;
+/// Reading pages through the controller's URLs may cost at most 5%
+/// against reading them from a path.
+pub const GOAL_URLS_VS_PIPELINE: f64 = 0.95;
 const LANGUAGES: &str = "eng";
 /// Share of the machine taken by other processes above which a report
 /// warns that its numbers are noisy.
@@ -44,7 +50,7 @@ const NOISY_LOAD: f64 = 0.05;
 /// How each method is warmed up before each of its timed runs; printed
 /// with every report.
 pub const WARM_UP_RULE: &str = "before each timed run every thread of the method reads one page untimed \
-     (bare: starts its engine and reads a page; pipeline: the worker starts and answers one task per slot; \
+     (bare: starts its engine and reads a page; pipeline and urls: the worker starts and answers one task per slot; \
      cli: one tesseract process per thread), so engine start-up is outside the timing of bare and pipeline, \
      while cli pays its start-up in every process, as it does in use";
 
@@ -71,6 +77,9 @@ pub enum Error {
     Stalled { waited: Duration },
     #[error("{0} panicked")]
     Panicked(&'static str),
+    /// The controller's file endpoint could not start.
+    #[error("the file endpoint: {0}")]
+    FileServer(String),
 }
 
 /// `skep-bench ocr` options.
@@ -131,17 +140,19 @@ pub struct Settings {
 pub enum Method {
     Bare,
     Pipeline,
+    Urls,
     Cli,
 }
 
 impl Method {
     /// The order of every round.
-    pub const ALL: [Method; 3] = [Method::Bare, Method::Pipeline, Method::Cli];
+    pub const ALL: [Method; 4] = [Method::Bare, Method::Pipeline, Method::Urls, Method::Cli];
 
     pub fn name(self) -> &'static str {
         match self {
             Method::Bare => "bare",
             Method::Pipeline => "pipeline",
+            Method::Urls => "urls",
             Method::Cli => "cli",
         }
     }
@@ -217,12 +228,16 @@ pub async fn run(opts: &OcrOptions) -> Result<OcrReport> {
         .await
         .map_err(|_| Error::Panicked("corpus generation"))??;
     let pages: Arc<[Page]> = corpus.pages.clone().into();
-    let mut tallies: [Tally; 3] = Default::default();
+    let server = crate::files::FileServer::start()
+        .await
+        .map_err(|e| Error::FileServer(e.to_string()))?;
+    let mut tallies: [Tally; 4] = Default::default();
     for round in 1..=opts.rounds {
         for (method, tally) in Method::ALL.into_iter().zip(tallies.iter_mut()) {
             let r = match method {
                 Method::Bare => blocking(pages.clone(), settings.clone(), bare::run).await?,
-                Method::Pipeline => pipeline::run(&pages, &settings).await?,
+                Method::Pipeline => pipeline::run(&pages, &settings, None).await?,
+                Method::Urls => pipeline::run(&pages, &settings, Some(&server)).await?,
                 Method::Cli => blocking(pages.clone(), settings.clone(), tesseract_cli::run).await?,
             };
             eprintln!(
@@ -235,7 +250,7 @@ pub async fn run(opts: &OcrOptions) -> Result<OcrReport> {
             tally.add(&r, &pages);
         }
     }
-    let [bare, pipeline, cli] = tallies.map(|t| t.report(pages.len()));
+    let [bare, pipeline, urls, cli] = tallies.map(|t| t.report(pages.len()));
     Ok(OcrReport {
         bench: "ocr",
         corpus: corpus.location.display().to_string(),
@@ -248,8 +263,10 @@ pub async fn run(opts: &OcrOptions) -> Result<OcrReport> {
         warm_up: WARM_UP_RULE,
         pipeline_vs_bare: Goal::new(ratio(pipeline.rate.per_s, bare.rate.per_s), GOAL_PIPELINE_VS_BARE),
         pipeline_vs_cli: Goal::new(ratio(pipeline.rate.per_s, cli.rate.per_s), GOAL_PIPELINE_VS_CLI),
+        urls_vs_pipeline: Goal::new(ratio(urls.rate.per_s, pipeline.rate.per_s), GOAL_URLS_VS_PIPELINE),
         bare,
         pipeline,
+        urls,
         cli,
     })
 }
@@ -277,11 +294,15 @@ pub struct OcrReport {
     pub warm_up: &'static str,
     pub bare: MethodReport,
     pub pipeline: MethodReport,
+    /// The pipeline reading every page through the file endpoint.
+    pub urls: MethodReport,
     pub cli: MethodReport,
     /// Pages/s of pipeline over bare.
     pub pipeline_vs_bare: Goal,
     /// Pages/s of pipeline over cli.
     pub pipeline_vs_cli: Goal,
+    /// Pages/s through URLs over pages/s from paths.
+    pub urls_vs_pipeline: Goal,
 }
 
 /// Pages per second (`per_s`) of one method, and how well it read.
@@ -313,7 +334,12 @@ impl fmt::Display for OcrReport {
             "  {:<10} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>8}",
             "method", "pages/s", "median s", "min s", "max s", "mean CER", "failed", "others"
         )?;
-        let methods = [("bare", &self.bare), ("pipeline", &self.pipeline), ("cli", &self.cli)];
+        let methods = [
+            ("bare", &self.bare),
+            ("pipeline", &self.pipeline),
+            ("urls", &self.urls),
+            ("cli", &self.cli),
+        ];
         for (name, m) in methods {
             let others = m.others_load.map_or("-".to_owned(), |o| format!("{:.0}%", o * 100.0));
             writeln!(
@@ -332,7 +358,8 @@ impl fmt::Display for OcrReport {
             )?;
         }
         writeln!(f, "  pipeline/bare: {}", RatioGoal(&self.pipeline_vs_bare))?;
-        write!(f, "  pipeline/cli:  {}", RatioGoal(&self.pipeline_vs_cli))
+        writeln!(f, "  pipeline/cli:  {}", RatioGoal(&self.pipeline_vs_cli))?;
+        write!(f, "  urls/pipeline: {}", RatioGoal(&self.urls_vs_pipeline))
     }
 }
 
@@ -353,6 +380,7 @@ mod tests {
         for (name, m) in [
             ("bare", &report.bare),
             ("pipeline", &report.pipeline),
+            ("urls", &report.urls),
             ("cli", &report.cli),
         ] {
             assert_eq!(m.failed, 0, "{name} failed on a page");

@@ -15,6 +15,7 @@ use tracing::{Instrument, info_span, warn};
 
 use super::corpus::Page;
 use super::{Error, Result, Round, Settings};
+use crate::files::FileServer;
 use crate::load::Meter;
 
 const POOL: &str = "bench";
@@ -32,17 +33,22 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Starts a worker with `settings.threads` slots on a fresh queue, warms it
 /// up with one task per slot (each slot starts its engine), then publishes
 /// one task per page and times from that publish to the last result.
-pub async fn run(pages: &[Page], settings: &Settings) -> Result<Round> {
+/// With `urls`, every page is read through the controller's file endpoint
+/// (`--file-access url`) instead of its path.
+pub async fn run(pages: &[Page], settings: &Settings, urls: Option<&FileServer>) -> Result<Round> {
     let queue = Arc::new(MemoryQueue::new());
     let opts = SubscribeOptions::new(RESULTS_CHANNEL, pages.len() + settings.threads, PATIENCE);
     let mut results = queue.subscribe(RESULTS_TOPIC, opts).await.map_err(Error::Queue)?;
     let mut cfg = WorkerConfig::new("bench-worker", skep_worker::node_name(), POOL, settings.threads);
     cfg.stop_grace = STOP_GRACE;
+    if urls.is_some() {
+        cfg.file_access = skep_worker::fetch::FileAccess::Url;
+    }
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(
         worker::run(queue.clone(), cfg, shutdown.clone()).instrument(info_span!("bench_worker", pool = POOL)),
     );
-    let round = drive(queue.as_ref(), results.as_mut(), pages, settings).await;
+    let round = drive(queue.as_ref(), results.as_mut(), pages, settings, urls).await;
     shutdown.cancel();
     let report = worker.await.map_err(|_| Error::Panicked("the skep worker"))?;
     if report.handed_back > 0 {
@@ -59,10 +65,11 @@ async fn drive(
     results: &mut dyn Subscription,
     pages: &[Page],
     settings: &Settings,
+    urls: Option<&FileServer>,
 ) -> Result<Round> {
     let topic = task_topic(POOL);
     let warm_up: Vec<Bytes> = (0..settings.threads)
-        .map(|t| task(WARM_UP_JOB, t, &pages[t % pages.len()], settings))
+        .map(|t| task(WARM_UP_JOB, t, &pages[t % pages.len()], settings, urls))
         .collect();
     queue.publish(&topic, warm_up).await.map_err(Error::Queue)?;
     collect(results, WARM_UP_JOB, settings.threads).await?;
@@ -71,7 +78,7 @@ async fn drive(
     let tasks: Vec<Bytes> = pages
         .iter()
         .enumerate()
-        .map(|(i, p)| task(JOB, i, p, settings))
+        .map(|(i, p)| task(JOB, i, p, settings, urls))
         .collect();
     queue.publish(&topic, tasks).await.map_err(Error::Queue)?;
     let texts = collect(results, JOB, pages.len()).await?;
@@ -82,7 +89,7 @@ async fn drive(
     })
 }
 
-fn task(job: &str, index: usize, page: &Page, settings: &Settings) -> Bytes {
+fn task(job: &str, index: usize, page: &Page, settings: &Settings, urls: Option<&FileServer>) -> Bytes {
     let msg = TaskMessage {
         v: WIRE_VERSION,
         job: job.to_owned(),
@@ -91,6 +98,8 @@ fn task(job: &str, index: usize, page: &Page, settings: &Settings) -> Bytes {
         part: 0,
         pages: None,
         path: page.path.display().to_string(),
+        url: urls.map(|s| s.url(&page.path)),
+        upload: None,
         attempt: 1,
         max_attempts: 3,
         timeout_ms: TASK_TIMEOUT.as_millis() as u64,

@@ -135,7 +135,8 @@ pub struct RunArgs {
     /// Print the final job: `table` (a summary), `yaml` or `json`.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: OutputFormat,
-    /// Local worker replicas at most (default: one per core).
+    /// Local worker replicas at most (default: one per core; 0: none in
+    /// this process, for workers started elsewhere on the --queue broker).
     #[arg(long, env = "SKEP_WORKERS")]
     pub workers: Option<u32>,
     #[command(flatten)]
@@ -161,7 +162,9 @@ pub struct ControllerArgs {
     /// Where worker replicas run.
     #[arg(long, env = "SKEP_RUNTIME", value_enum, default_value_t)]
     pub runtime: RuntimeKind,
-    /// Local worker replicas at most (default: one per core; local runtime).
+    /// Local worker replicas at most (default: one per core; local runtime;
+    /// 0: none in this process, for workers started elsewhere on the
+    /// --queue broker).
     #[arg(long, env = "SKEP_WORKERS")]
     pub workers: Option<u32>,
     #[command(flatten)]
@@ -170,6 +173,8 @@ pub struct ControllerArgs {
     pub api: ApiArgs,
     #[command(flatten)]
     pub paths: PathArgs,
+    #[command(flatten)]
+    pub files: FileUrlArgs,
     /// Seconds between full resyncs.
     #[arg(long, env = "SKEP_RESYNC_SECONDS", default_value_t = crate::controller::DEFAULT_RESYNC.as_secs())]
     pub resync_seconds: u64,
@@ -275,6 +280,63 @@ impl ApiArgs {
             max_streams: self.api_max_streams,
             max_streams_per_token: self.api_max_streams_per_token,
         })
+    }
+}
+
+/// Signed file URLs, for workers with no mount of a folder source.
+#[derive(Debug, Args)]
+pub struct FileUrlArgs {
+    /// The URL workers reach this controller's HTTP server at (e.g.
+    /// http://skep-controller:8080). Each task of a folder source then
+    /// carries a URL for its one file, signed and expiring with the task's
+    /// dispatch lease, served at /files; a worker that cannot see the path
+    /// reads the file through it. Needs --listen.
+    #[arg(long, env = "SKEP_FILE_URL_BASE")]
+    pub file_url_base: Option<String>,
+    /// File holding the key that signs file URLs (32 bytes or more, e.g. a
+    /// Docker secret). Every controller and --api-only replica serving the
+    /// same jobs needs the same key; without one, a key is made at start
+    /// and the URLs in tasks queued by an earlier process are refused (the
+    /// files are retried with fresh URLs).
+    #[arg(long, env = "SKEP_FILE_URL_KEY_FILE")]
+    pub file_url_key_file: Option<PathBuf>,
+}
+
+impl FileUrlArgs {
+    /// The key: from the key file, else a new one when URLs are signed.
+    pub fn key(&self) -> Result<Option<crate::files::FileKey>, CliError> {
+        match (&self.file_url_key_file, &self.file_url_base) {
+            (Some(path), _) => crate::files::FileKey::from_file(path)
+                .map(Some)
+                .map_err(|e| CliError::invalid(format!("--file-url-key-file: {e}"))),
+            (None, Some(_)) => {
+                tracing::info!(
+                    "file URLs are signed with a key made at start (no --file-url-key-file): \
+                     URLs queued by an earlier process will be refused and their files retried"
+                );
+                Ok(Some(crate::files::FileKey::random()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The signer of task URLs, if `--file-url-base` is given.
+    pub fn urls(
+        &self,
+        key: Option<&crate::files::FileKey>,
+        listen: Option<&std::net::SocketAddr>,
+    ) -> Result<Option<crate::files::FileUrls>, CliError> {
+        let (Some(base), Some(key)) = (&self.file_url_base, key) else {
+            return Ok(None);
+        };
+        if listen.is_none() {
+            return Err(CliError::invalid(
+                "--file-url-base needs --listen: the file URLs are served by this controller's HTTP server",
+            ));
+        }
+        crate::files::FileUrls::new(base, key.clone())
+            .map(Some)
+            .map_err(|e| CliError::invalid(format!("--file-url-base: {e}")))
     }
 }
 
@@ -438,11 +500,6 @@ fn queue_url(args: &QueueArgs) -> Result<(String, skep_queue::QueueUrl), CliErro
     let raw = raw.trim().to_owned();
     let url = skep_queue::QueueUrl::parse(&raw).map_err(|e| CliError::invalid(format!("--queue: {e}")))?;
     Ok((raw, url))
-}
-
-/// Connects the queue [`queue_url`] names.
-async fn open_queue(args: &QueueArgs) -> Result<std::sync::Arc<dyn skep_queue::TaskQueue>, CliError> {
-    connect_queue(&queue_url(args)?.1).await
 }
 
 async fn connect_queue(url: &skep_queue::QueueUrl) -> Result<std::sync::Arc<dyn skep_queue::TaskQueue>, CliError> {

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::{
     CliError, CliResult, ControllerArgs, GlobalArgs, OutputFormat, RunArgs, RuntimeKind, SwarmArgs, connect_queue,
-    exit, load_job_file, open_queue, open_store, print, queue_url,
+    exit, load_job_file, open_store, print, queue_url,
 };
 use crate::controller::{Controller, ControllerConfig};
 use crate::runtime::swarm::{ServiceTemplate, SwarmConfig};
@@ -45,12 +45,21 @@ struct Embedded {
 }
 
 fn embedded(store: Arc<dyn Store>, queue: Arc<dyn TaskQueue>, workers: Option<u32>) -> Embedded {
-    let runtime = Arc::new(LocalRuntime::new(queue.clone(), workers.unwrap_or_else(cores).max(1)));
+    // NB: 0 is allowed: no worker in this process; workers started
+    // elsewhere take the tasks from a shared broker.
+    let runtime = Arc::new(LocalRuntime::new(queue.clone(), workers.unwrap_or_else(cores)));
     Embedded { store, queue, runtime }
 }
 
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
     let job = load_job_file(&args.file).map_err(|e| CliError::invalid(e.to_string()))?;
+    let (_, queue_url) = queue_url(&args.queue)?;
+    if args.workers == Some(0) && queue_url.backend() == "memory" {
+        return Err(CliError::invalid(
+            "--workers 0 runs no worker in this process, and the in-process queue (memory:) reaches no other: \
+             give --queue amqp://… or nsq://… for workers started elsewhere, or at least 1 worker",
+        ));
+    }
     let store = open_store(global).await?;
     let applied = store.apply_job(job).await?;
     let name = applied.job.name().to_owned();
@@ -66,7 +75,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
         return finish(&applied.job, args.output);
     }
 
-    let queue = open_queue(&args.queue).await?;
+    let queue = connect_queue(&queue_url).await?;
     let shutdown = super::shutdown_on_signals();
     let parts = embedded(store.clone(), queue, args.workers);
     let cfg = ControllerConfig {
@@ -275,11 +284,19 @@ fn swarm_config(args: &SwarmArgs, queue: String) -> Result<SwarmConfig, CliError
 
 pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult {
     let paths = args.paths.policy()?;
+    let file_key = args.files.key()?;
     if args.api.api_only {
-        return api_only(global, &args.api, paths).await;
+        return api_only(global, &args.api, paths, file_key).await;
     }
+    let file_urls = args.files.urls(file_key.as_ref(), args.api.listen.as_ref())?;
     let (raw_queue, queue_url) = queue_url(&args.queue)?;
     let swarm = match args.runtime {
+        RuntimeKind::Local if args.workers == Some(0) && queue_url.backend() == "memory" => {
+            return Err(CliError::invalid(
+                "--workers 0 runs no worker in this process, and the in-process queue (memory:) reaches no other: \
+                 give --queue amqp://… or nsq://… for workers started elsewhere",
+            ));
+        }
         RuntimeKind::Local => None,
         RuntimeKind::Swarm if queue_url.backend() == "memory" => {
             return Err(CliError::invalid(
@@ -311,10 +328,13 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
             start_http(
                 addr,
                 &args.api,
-                store.clone(),
-                metrics.clone(),
-                ready.clone(),
-                paths.clone(),
+                HttpParts {
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    ready: ready.clone(),
+                    paths: paths.clone(),
+                    file_key: file_key.clone(),
+                },
                 shutdown.clone(),
             )
             .await?,
@@ -352,6 +372,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         default_output_root: std::env::current_dir().unwrap_or_default().join("skep-output"),
         metrics,
         paths,
+        file_urls,
         ..ControllerConfig::default()
     };
     let backend = runtime.backend();
@@ -443,7 +464,12 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
 
 /// `skep controller --api-only`: the HTTP server on the store, no
 /// reconciling, until Ctrl-C.
-async fn api_only(global: &GlobalArgs, api: &super::ApiArgs, paths: crate::paths::PathPolicy) -> CliResult {
+async fn api_only(
+    global: &GlobalArgs,
+    api: &super::ApiArgs,
+    paths: crate::paths::PathPolicy,
+    file_key: Option<crate::files::FileKey>,
+) -> CliResult {
     let Some(addr) = &api.listen else {
         return Err(CliError::invalid("--api-only needs --listen"));
     };
@@ -451,7 +477,14 @@ async fn api_only(global: &GlobalArgs, api: &super::ApiArgs, paths: crate::paths
     let shutdown = super::shutdown_on_signals();
     let ready = crate::http::Readiness::default();
     ready.set(true);
-    let server = start_http(addr, api, store, crate::metrics::Metrics::new(), ready, paths, shutdown).await?;
+    let parts = HttpParts {
+        store,
+        metrics: crate::metrics::Metrics::new(),
+        ready,
+        paths,
+        file_key,
+    };
+    let server = start_http(addr, api, parts, shutdown).await?;
     tracing::info!("serving the API only (--api-only): this process does not reconcile");
     server_ended(server)
         .await
@@ -471,15 +504,28 @@ async fn server_ended(server: tokio::task::JoinHandle<std::io::Result<()>>) -> R
 /// `shutdown`. A bind failure is the command's failure; the server runs
 /// while this process waits for the controller lease too (its /readyz
 /// says 503 until the lease is taken).
-async fn start_http(
-    addr: &std::net::SocketAddr,
-    args: &super::ApiArgs,
+/// What the HTTP server shares with the rest of the process.
+struct HttpParts {
     store: Arc<dyn Store>,
     metrics: crate::metrics::Metrics,
     ready: crate::http::Readiness,
     paths: crate::paths::PathPolicy,
+    file_key: Option<crate::files::FileKey>,
+}
+
+async fn start_http(
+    addr: &std::net::SocketAddr,
+    args: &super::ApiArgs,
+    parts: HttpParts,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, CliError> {
+    let HttpParts {
+        store,
+        metrics,
+        ready,
+        paths,
+        file_key,
+    } = parts;
     use crate::http::auth::{Auth, Tokens};
     let auth = match (&args.api_tokens_file, args.api_no_auth) {
         (Some(path), _) => {
@@ -513,6 +559,7 @@ async fn start_http(
         paths,
         swarm_policy: args.swarm_policy(),
         shutdown: shutdown.clone(),
+        file_key,
     });
     tracing::info!(listen = %local, ?limits, "serving the API, dashboard and metrics");
     Ok(tokio::spawn(

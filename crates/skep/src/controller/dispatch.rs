@@ -81,10 +81,23 @@ pub async fn dispatch(
     let paths = JobPaths::of(job, &ctx.cfg.default_output_root);
     let staging = paths.staging.to_string_lossy().into_owned();
     let engine = &job.spec.engine;
+    // NB: a URL lives as long as the dispatch lease: a redelivery within it
+    // still opens the file; after it the task is dispatched again anyway.
+    let expires = Utc::now().timestamp() + lease_ms(job, ctx.cfg.window_factor) / 1000 + 60;
+    let follow = job.spec.source.follow_symlinks;
     let messages: Vec<Bytes> = leased
         .tasks
         .iter()
         .map(|t| {
+            let path = root.join(&t.path).to_string_lossy().into_owned();
+            let url = ctx.cfg.file_urls.as_ref().map(|f| f.url(&path, expires, follow));
+            // NB: the prefix is how a worker names a delivery's folder
+            // (`skep_worker::worker`): index, part, attempt.
+            let upload = ctx
+                .cfg
+                .file_urls
+                .as_ref()
+                .map(|f| f.upload_url(&staging, &format!("{}-{}-{}-", t.index, t.part, t.attempts), expires));
             Bytes::from(
                 TaskMessage {
                     v: WIRE_VERSION,
@@ -93,7 +106,9 @@ pub async fn dispatch(
                     index: t.index,
                     part: t.part,
                     pages: t.pages,
-                    path: root.join(&t.path).to_string_lossy().into_owned(),
+                    path,
+                    url,
+                    upload,
                     attempt: t.attempts,
                     max_attempts: job.spec.max_attempts,
                     timeout_ms,

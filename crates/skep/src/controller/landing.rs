@@ -43,7 +43,7 @@ pub const STAGING_DIR: &str = ".skep-staging";
 /// Longest staged text the controller reads back into the store.
 pub const MAX_STAGED_TEXT: u64 = 16 << 20;
 /// The staged text layer of a PDF input (as `skep_worker::staging` names it).
-const LAYER_FILE: &str = "layer.pdf";
+const LAYER_FILE: &str = skep_api::STAGED_LAYER_FILE;
 
 impl JobPaths {
     pub fn of(job: &BulkJob, default_output_root: &Path) -> Self {

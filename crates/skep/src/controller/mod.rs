@@ -15,7 +15,7 @@ pub mod landing;
 mod lease;
 pub mod output;
 mod reconcile;
-mod safe_fs;
+pub(crate) mod safe_fs;
 pub mod scaling;
 pub mod scan;
 pub mod scheduler;
@@ -84,6 +84,9 @@ pub struct ControllerConfig {
     /// taken. Not when the same process leads again (its queue still
     /// holds them).
     pub redispatch_lost_tasks: bool,
+    /// Signs a URL per task of a folder source for workers with no mount
+    /// of it (`--file-url-base`); `None`: tasks carry the path only.
+    pub file_urls: Option<crate::files::FileUrls>,
 }
 
 impl Default for ControllerConfig {
@@ -101,6 +104,7 @@ impl Default for ControllerConfig {
             metrics: Metrics::new(),
             paths: crate::paths::PathPolicy::Any,
             redispatch_lost_tasks: true,
+            file_urls: None,
         }
     }
 }

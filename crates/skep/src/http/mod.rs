@@ -2,6 +2,11 @@
 //! management, described by the OpenAPI document at `/api/openapi.json`),
 //! the dashboard at `/`, and `/livez`, `/readyz`, `/metrics`.
 //!
+//! `/files` serves one file of a folder source to a worker holding a URL
+//! the controller signed, and `/files/staged` takes what such a worker
+//! stages (see [`crate::files`]); the signature is their credential, not a
+//! token.
+//!
 //! Auth: every `/api` route needs a bearer token with the scope its
 //! [`RouteDoc`](openapi::RouteDoc) names (`read` for GET, `admin` for the
 //! rest); `/livez`, `/readyz`, `/metrics`, the dashboard's static page and
@@ -13,6 +18,7 @@ mod dashboard;
 pub mod error;
 pub mod events;
 mod extract;
+mod files;
 mod jobs;
 pub mod openapi;
 pub mod server;
@@ -78,6 +84,9 @@ struct Inner {
     feed: Arc<events::Feed>,
     /// Cancelled when the server shuts down: ends the event streams.
     shutdown: CancellationToken,
+    /// Checks the file URLs this controller signs; `None`: `/files` serves
+    /// nothing.
+    file_key: Option<crate::files::FileKey>,
     /// The last swarm overview and when it was read: every event stream
     /// shares it, so open dashboards do not multiply the Docker calls.
     swarm_overview: tokio::sync::Mutex<Option<(tokio::time::Instant, serde_json::Value)>>,
@@ -110,6 +119,10 @@ impl ApiState {
 
     pub(crate) fn paths(&self) -> &crate::paths::PathPolicy {
         &self.0.paths
+    }
+
+    pub(crate) fn file_key(&self) -> Option<&crate::files::FileKey> {
+        self.0.file_key.as_ref()
     }
 
     pub(crate) fn feed(&self) -> &Arc<events::Feed> {
@@ -146,6 +159,9 @@ pub struct ServerParts {
     pub paths: crate::paths::PathPolicy,
     pub swarm_policy: SwarmPolicy,
     pub shutdown: CancellationToken,
+    /// The key of the file URLs the controller puts in tasks, if it signs
+    /// any (`--file-url-base`).
+    pub file_key: Option<crate::files::FileKey>,
 }
 
 /// What an admin token may do to the swarm beyond skep's own services.
@@ -239,20 +255,29 @@ pub fn router(parts: ServerParts) -> Router {
             parts.limits.max_streams_per_token,
         )),
         shutdown: parts.shutdown,
+        file_key: parts.file_key,
         swarm_overview: tokio::sync::Mutex::new(None),
     }));
     let api_router = api_router
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize));
+    // NB: uploads are bounded by their own size and time limits, not by the
+    // 1 MiB body limit and the request timeout of everything else.
+    let uploads = Router::new().route(
+        crate::files::STAGED_PATH,
+        axum::routing::put(files::receive).layer(DefaultBodyLimit::disable()),
+    );
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route(crate::files::FILES_PATH, get(files::serve))
         .route("/api/openapi.json", get(openapi_json))
         .merge(dashboard::routes())
         .merge(api_router)
         .fallback(no_such_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_deadline))
+        .merge(uploads)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

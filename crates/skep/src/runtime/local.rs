@@ -55,11 +55,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl LocalRuntime {
     /// `capacity` replicas at most (one per core is right: each replica
-    /// runs one Tesseract thread).
+    /// runs one Tesseract thread); 0 runs none, for workers started
+    /// elsewhere on a shared broker.
     pub fn new(queue: Arc<dyn TaskQueue>, capacity: u32) -> Self {
         Self {
             queue,
-            capacity: capacity.max(1),
+            capacity,
             node: skep_worker::node_name(),
             stop_grace: skep_worker::worker::DEFAULT_STOP_GRACE,
             pools: Mutex::new(HashMap::new()),

@@ -72,6 +72,30 @@ impl ApiServer {
         paths: skep::paths::PathPolicy,
         swarm_policy: skep::http::SwarmPolicy,
     ) -> Self {
+        Self::start_full(store, docker, limits, paths, swarm_policy, None).await
+    }
+
+    /// The app serving files under `paths`, signed with `key`.
+    pub async fn start_files(store: Arc<dyn Store>, paths: skep::paths::PathPolicy, key: skep::files::FileKey) -> Self {
+        Self::start_full(
+            store,
+            Docker::from_env(),
+            Limits::default(),
+            paths,
+            Default::default(),
+            Some(key),
+        )
+        .await
+    }
+
+    async fn start_full(
+        store: Arc<dyn Store>,
+        docker: Docker,
+        limits: Limits,
+        paths: skep::paths::PathPolicy,
+        swarm_policy: skep::http::SwarmPolicy,
+        file_key: Option<skep::files::FileKey>,
+    ) -> Self {
         let tokens = Tokens::parse(&format!("{READ_TOKEN} read\n{ADMIN_TOKEN} admin\n")).expect("tokens");
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new();
@@ -86,6 +110,7 @@ impl ApiServer {
             paths,
             swarm_policy,
             shutdown: shutdown.clone(),
+            file_key,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
