@@ -97,7 +97,9 @@ impl FileServer {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
             + 86_400;
-        self.urls.url(&path.to_string_lossy(), expires, false)
+        let root = path.parent().unwrap_or(Path::new("/")).to_string_lossy();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        self.urls.url(&root, &name, expires, false)
     }
 }
 

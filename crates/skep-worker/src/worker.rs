@@ -348,17 +348,34 @@ async fn read_file(ctx: &Ctx, task: &TaskMessage, slot: &mut OcrSlot) -> Result<
             }
         }
     };
-    let remote = fetch::stage_remotely(ctx.cfg.file_access, task);
-    if remote && let Some(target) = request.staging.as_mut() {
-        target.root = ctx.cfg.fetch_dir.join("staging");
-        std::fs::create_dir_all(&target.root).map_err(|e| {
+    // NB: a worker that cannot see the job's staging folder stages into a
+    // folder of its own, removed when this ends however it ends (a task
+    // aborted at the end of the stop grace included), then uploads.
+    let local_root = if fetch::stage_remotely(ctx.cfg.file_access, task) && request.staging.is_some() {
+        let made = std::fs::create_dir_all(&ctx.cfg.fetch_dir).and_then(|()| {
+            tempfile::Builder::new()
+                .prefix("skep-stage-")
+                .tempdir_in(&ctx.cfg.fetch_dir)
+        });
+        Some(made.map_err(|e| {
             crate::OcrError::new(
                 FailureReason::Unreadable,
-                format!("cannot make {}: {}", target.root.display(), e.kind()),
+                format!(
+                    "cannot make a staging folder in {}: {}",
+                    ctx.cfg.fetch_dir.display(),
+                    e.kind()
+                ),
             )
-        })?;
+        })?)
+    } else {
+        None
+    };
+    if let (Some(root), Some(target)) = (&local_root, request.staging.as_mut()) {
+        target.root = root.path().to_path_buf();
     }
-    let local_staging = request.staging.as_ref().map(StagingTarget::dir).filter(|_| remote);
+    let local_staging = local_root
+        .as_ref()
+        .and(request.staging.as_ref().map(StagingTarget::dir));
     if let Some(f) = &fetched {
         request.path = f.path.clone();
     }
@@ -380,13 +397,7 @@ async fn read_file(ctx: &Ctx, task: &TaskMessage, slot: &mut OcrSlot) -> Result<
         },
         _ => Ok(None),
     };
-    // NB: the local copy goes whatever happened; on a failed upload the
-    // task fails `unreadable` and is tried again.
-    if let Err(e) = std::fs::remove_dir_all(&local)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        warn!(path = %local.display(), error = %e, "cannot remove a local staging folder");
-    }
+    drop(local_root);
     match uploaded {
         Ok(Some(bytes)) => {
             debug!(job = %task.job, index = task.index, bytes, "staged files uploaded");

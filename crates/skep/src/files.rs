@@ -1,13 +1,18 @@
 //! Signed file URLs: how a worker with no shared mount reads one file of a
-//! folder source from the controller (`GET /files?…`).
+//! folder source from the controller (`GET /files?…`), and hands back what
+//! it stages for a delivery (`PUT /files/staged?…`).
 //!
-//! The controller signs, per dispatched task, the file's absolute path, an
-//! expiry (the task's dispatch lease) and whether the job follows symlinks,
-//! with HMAC-SHA256 under a key only controllers hold. The URL carries
-//! those fields and the signature; the server recomputes it and compares in
-//! constant time, so a URL opens exactly one file, until it expires, and a
-//! changed byte anywhere refuses it. Nothing is looked up to check a URL:
-//! serving a file costs one open, like reading it from a mount.
+//! The controller signs, per dispatched task, the job's source folder, the
+//! file's path in it, an expiry (the task's dispatch lease) and whether the
+//! job follows symlinks, with HMAC-SHA256 under a key only controllers
+//! hold. The URL carries those fields and the signature; the server
+//! recomputes it and compares in constant time, so a URL opens exactly one
+//! file, until it expires, and a changed byte anywhere refuses it. Nothing
+//! is looked up to check a URL: serving a file costs a few opens, like
+//! reading it from a mount. An upload URL is signed the same way, for a
+//! kind of its own (a read grant never passes for an upload grant), over
+//! the job's output folder, its uid and the task's `index-part-attempt-`
+//! prefix of delivery folder names.
 //!
 //! The key comes from `--file-url-key-file` (several controllers, or a
 //! controller restart with tasks in the queue, need the same key); without
@@ -15,6 +20,7 @@
 //! refused (the worker reports the file `unreadable`, which is retried with
 //! a fresh URL).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use base64::Engine;
@@ -29,6 +35,9 @@ pub const MIN_KEY_BYTES: usize = 32;
 
 /// The path of the file endpoint.
 pub const FILES_PATH: &str = "/files";
+
+/// The path of the upload endpoint.
+pub const STAGED_PATH: &str = "/files/staged";
 
 /// The secret that signs and checks file URLs. Its `Debug` shows nothing.
 #[derive(Clone)]
@@ -47,24 +56,14 @@ pub enum Refusal {
     BadSignature,
     #[error("the URL has expired")]
     Expired,
-    #[error("the URL lacks a field (path, expires, follow and sig are needed)")]
+    #[error("the URL lacks a field its signature covers")]
     Incomplete,
-}
-
-/// The fields of a file URL's query.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FileQuery {
-    pub path: Option<String>,
-    pub expires: Option<i64>,
-    /// `1` when the job follows symlinks, `0` otherwise.
-    pub follow: Option<u8>,
-    pub sig: Option<String>,
 }
 
 /// The pairs of a raw query string, or `None` when a key comes twice (no
 /// guessing which one was signed).
-fn query_pairs(raw: &str) -> Option<std::collections::HashMap<String, String>> {
-    let mut pairs = std::collections::HashMap::new();
+fn query_pairs(raw: &str) -> Option<HashMap<String, String>> {
+    let mut pairs = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
         if pairs.insert(k.into_owned(), v.into_owned()).is_some() {
             return None;
@@ -74,8 +73,21 @@ fn query_pairs(raw: &str) -> Option<std::collections::HashMap<String, String>> {
 }
 
 /// `expires` of a query: missing or malformed is `None`.
-fn expiry(pairs: &std::collections::HashMap<String, String>) -> Option<i64> {
+fn expiry(pairs: &HashMap<String, String>) -> Option<i64> {
     pairs.get("expires").and_then(|v| v.parse().ok())
+}
+
+/// The fields of a file URL's query.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileQuery {
+    /// The job's source folder.
+    pub root: Option<String>,
+    /// The file's path in it, `/`-separated.
+    pub path: Option<String>,
+    pub expires: Option<i64>,
+    /// `1` when the job follows symlinks, `0` otherwise.
+    pub follow: Option<u8>,
+    pub sig: Option<String>,
 }
 
 impl FileQuery {
@@ -90,17 +102,29 @@ impl FileQuery {
             expires: expiry(&p),
             // NB: a malformed flag is kept as one no signature covers.
             follow: p.get("follow").map(|v| v.parse().unwrap_or(u8::MAX)),
+            root: p.remove("root"),
             path: p.remove("path"),
             sig: p.remove("sig"),
         }
     }
 }
 
+/// A checked file URL: what the server may open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Granted {
+    pub root: String,
+    pub path: String,
+    pub follow_symlinks: bool,
+}
+
 /// The fields of an upload URL's query (`PUT /files/staged?…`): the
 /// signed grant, then the folder and file the worker names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StageQuery {
-    pub root: Option<String>,
+    /// The job's output folder.
+    pub output: Option<String>,
+    /// The job's uid: its staging folder is `<output>/.skep-staging/<uid>`.
+    pub job: Option<String>,
     pub prefix: Option<String>,
     pub expires: Option<i64>,
     pub sig: Option<String>,
@@ -118,7 +142,8 @@ impl StageQuery {
         };
         StageQuery {
             expires: expiry(&p),
-            root: p.remove("root"),
+            output: p.remove("output"),
+            job: p.remove("job"),
             prefix: p.remove("prefix"),
             sig: p.remove("sig"),
             name: p.remove("name"),
@@ -130,18 +155,9 @@ impl StageQuery {
 /// A checked upload URL: where its files may go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StageGrant {
-    pub root: String,
+    pub output: String,
+    pub job: String,
     pub prefix: String,
-}
-
-/// The path of the upload endpoint.
-pub const STAGED_PATH: &str = "/files/staged";
-
-/// A checked file URL: what the server may open.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Granted {
-    pub path: String,
-    pub follow_symlinks: bool,
 }
 
 impl FileKey {
@@ -187,68 +203,74 @@ impl FileKey {
         mac
     }
 
-    fn read_mac(&self, path: &str, expires: i64, follow: bool) -> HmacSha256 {
-        self.mac(b"read", expires, &[path, if follow { "1" } else { "0" }])
+    fn read_mac(&self, root: &str, path: &str, expires: i64, follow: bool) -> HmacSha256 {
+        self.mac(b"read", expires, &[root, path, if follow { "1" } else { "0" }])
     }
 
-    fn stage_mac(&self, root: &str, prefix: &str, expires: i64) -> HmacSha256 {
-        self.mac(b"stage", expires, &[root, prefix])
+    fn stage_mac(&self, output: &str, job: &str, prefix: &str, expires: i64) -> HmacSha256 {
+        self.mac(b"stage", expires, &[output, job, prefix])
+    }
+
+    fn encode(mac: HmacSha256) -> String {
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `sig` (URL-safe base64) is `mac`, in constant time.
+    fn matches(mac: HmacSha256, sig: &str) -> Result<(), Refusal> {
+        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| Refusal::BadSignature)?;
+        mac.verify_slice(&sig).map_err(|_| Refusal::BadSignature)
+    }
+
+    /// The signature of a read grant of `path` in `root`.
+    pub fn sign(&self, root: &str, path: &str, expires: i64, follow: bool) -> String {
+        Self::encode(self.read_mac(root, path, expires, follow))
     }
 
     /// The signature of an upload grant: files into new folders named
-    /// `prefix…` of the staging folder `root`.
-    pub fn sign_stage(&self, root: &str, prefix: &str, expires: i64) -> String {
-        URL_SAFE_NO_PAD.encode(self.stage_mac(root, prefix, expires).finalize().into_bytes())
-    }
-
-    /// Checks an upload URL's query at `now` (see [`FileKey::verify`]).
-    pub fn verify_stage(&self, q: &StageQuery, now: i64) -> Result<StageGrant, Refusal> {
-        let (Some(root), Some(prefix), Some(expires), Some(sig)) = (&q.root, &q.prefix, q.expires, &q.sig) else {
-            return Err(Refusal::Incomplete);
-        };
-        let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else {
-            return Err(Refusal::BadSignature);
-        };
-        self.stage_mac(root, prefix, expires)
-            .verify_slice(&sig)
-            .map_err(|_| Refusal::BadSignature)?;
-        if now >= expires {
-            return Err(Refusal::Expired);
-        }
-        Ok(StageGrant {
-            root: root.clone(),
-            prefix: prefix.clone(),
-        })
-    }
-
-    /// The signature of one grant, URL-safe base64.
-    pub fn sign(&self, path: &str, expires: i64, follow: bool) -> String {
-        URL_SAFE_NO_PAD.encode(self.read_mac(path, expires, follow).finalize().into_bytes())
+    /// `prefix…` of the staging folder of job `job` in `output`.
+    pub fn sign_stage(&self, output: &str, job: &str, prefix: &str, expires: i64) -> String {
+        Self::encode(self.stage_mac(output, job, prefix, expires))
     }
 
     /// Checks a URL's query at `now` (Unix seconds); the comparison of the
-    /// signature takes the same time wherever it differs.
+    /// signature takes the same time wherever it differs. The expiry is
+    /// checked after the signature: a forged URL learns nothing from which
+    /// check refused it.
     pub fn verify(&self, q: &FileQuery, now: i64) -> Result<Granted, Refusal> {
-        let (Some(path), Some(expires), Some(follow), Some(sig)) = (&q.path, q.expires, q.follow, &q.sig) else {
+        let (Some(root), Some(path), Some(expires), Some(follow), Some(sig)) =
+            (&q.root, &q.path, q.expires, q.follow, &q.sig)
+        else {
             return Err(Refusal::Incomplete);
         };
         if follow > 1 {
             return Err(Refusal::BadSignature);
         }
-        let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else {
-            return Err(Refusal::BadSignature);
-        };
-        self.read_mac(path, expires, follow == 1)
-            .verify_slice(&sig)
-            .map_err(|_| Refusal::BadSignature)?;
-        // NB: expiry after the signature: an attacker learns nothing from
-        // which check refused a forged URL.
+        Self::matches(self.read_mac(root, path, expires, follow == 1), sig)?;
         if now >= expires {
             return Err(Refusal::Expired);
         }
         Ok(Granted {
+            root: root.clone(),
             path: path.clone(),
             follow_symlinks: follow == 1,
+        })
+    }
+
+    /// Checks an upload URL's query at `now` (see [`FileKey::verify`]).
+    pub fn verify_stage(&self, q: &StageQuery, now: i64) -> Result<StageGrant, Refusal> {
+        let (Some(output), Some(job), Some(prefix), Some(expires), Some(sig)) =
+            (&q.output, &q.job, &q.prefix, q.expires, &q.sig)
+        else {
+            return Err(Refusal::Incomplete);
+        };
+        Self::matches(self.stage_mac(output, job, prefix, expires), sig)?;
+        if now >= expires {
+            return Err(Refusal::Expired);
+        }
+        Ok(StageGrant {
+            output: output.clone(),
+            job: job.clone(),
+            prefix: prefix.clone(),
         })
     }
 }
@@ -263,16 +285,25 @@ pub struct FileUrls {
 
 impl FileUrls {
     /// `base` is how workers reach this controller's HTTP server
-    /// (`http://skep-controller:8080`); it has no query or fragment.
+    /// (`http://skep-controller:8080`); it has no query, fragment or
+    /// credentials. `https://` is refused until the worker's HTTP client
+    /// speaks TLS.
     pub fn new(base: &str, key: FileKey) -> Result<Self, String> {
-        let url = url::Url::parse(base).map_err(|e| format!("{base:?} is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("{base:?}: the file URL base must be http:// or https://"));
+        let shown = skep_queue::redact(base);
+        let url = url::Url::parse(base).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
+        match url.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(format!(
+                    "{shown}: workers fetch over http:// only for now (their HTTP client has no TLS yet); \
+                     keep the controller on a private network"
+                ));
+            }
+            _ => return Err(format!("{shown}: the file URL base must be http://")),
         }
         if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
             return Err(format!(
-                "{}: the file URL base takes no query, fragment or credentials",
-                skep_queue::redact(base)
+                "{shown}: the file URL base takes no query, fragment or credentials"
             ));
         }
         Ok(Self {
@@ -285,13 +316,14 @@ impl FileUrls {
         &self.key
     }
 
-    /// The URL a worker uploads a delivery's staged files to: folders
-    /// `prefix…` of the staging folder `root`, until `expires`. The worker
-    /// appends `&name=FOLDER&file=FILE`.
-    pub fn upload_url(&self, root: &str, prefix: &str, expires: i64) -> String {
-        let sig = self.key.sign_stage(root, prefix, expires);
+    /// The URL a worker uploads a delivery's staged files to: new folders
+    /// `prefix…` of the staging folder of job `job` in `output`, until
+    /// `expires`. The worker appends `&name=FOLDER&file=FILE`.
+    pub fn upload_url(&self, output: &str, job: &str, prefix: &str, expires: i64) -> String {
+        let sig = self.key.sign_stage(output, job, prefix, expires);
         let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("root", root)
+            .append_pair("output", output)
+            .append_pair("job", job)
             .append_pair("prefix", prefix)
             .append_pair("expires", &expires.to_string())
             .append_pair("sig", &sig)
@@ -299,10 +331,12 @@ impl FileUrls {
         format!("{}{STAGED_PATH}?{query}", self.base)
     }
 
-    /// The URL that reads `path` until `expires` (Unix seconds).
-    pub fn url(&self, path: &str, expires: i64, follow_symlinks: bool) -> String {
-        let sig = self.key.sign(path, expires, follow_symlinks);
+    /// The URL that reads `path` (`/`-separated) in the source folder
+    /// `root` until `expires` (Unix seconds).
+    pub fn url(&self, root: &str, path: &str, expires: i64, follow_symlinks: bool) -> String {
+        let sig = self.key.sign(root, path, expires, follow_symlinks);
         let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("root", root)
             .append_pair("path", path)
             .append_pair("expires", &expires.to_string())
             .append_pair("follow", if follow_symlinks { "1" } else { "0" })
@@ -333,7 +367,11 @@ pub enum RangeAsk {
 /// Parses a `Range` header for a file of `len` bytes: one range,
 /// `bytes=A-B`, `bytes=A-` or `bytes=-N`.
 pub fn parse_range(header: Option<&str>, len: u64) -> RangeAsk {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+    // NB: the unit is case-insensitive (RFC 9110).
+    let Some(spec) = header
+        .map(str::trim)
+        .and_then(|h| h.get(..6).filter(|u| u.eq_ignore_ascii_case("bytes=")).map(|_| &h[6..]))
+    else {
         return RangeAsk::Whole;
     };
     if spec.contains(',') {
@@ -399,13 +437,17 @@ mod tests {
     #[test]
     fn a_url_opens_its_file_until_it_expires() {
         let urls = FileUrls::new("http://ctl:8080/", key()).unwrap();
-        let url = urls.url("/data/in/a b&c=d.png", 1_000, false);
+        let url = urls.url("/data/in", "a b&c=d.png", 1_000, false);
         assert!(
-            url.starts_with("http://ctl:8080/files?path=%2Fdata%2Fin%2Fa+b%26c%3Dd.png&expires=1000&follow=0&sig=")
+            url.starts_with("http://ctl:8080/files?root=%2Fdata%2Fin&path=a+b%26c%3Dd.png&expires=1000&follow=0&sig="),
+            "{url}"
         );
         let q = query_of(&url);
         let granted = key().verify(&q, 999).unwrap();
-        assert_eq!(granted.path, "/data/in/a b&c=d.png");
+        assert_eq!(
+            (granted.root.as_str(), granted.path.as_str()),
+            ("/data/in", "a b&c=d.png")
+        );
         assert!(!granted.follow_symlinks);
         assert_eq!(key().verify(&q, 1_000), Err(Refusal::Expired));
     }
@@ -413,9 +455,19 @@ mod tests {
     #[test]
     fn any_changed_field_or_another_key_is_refused() {
         let urls = FileUrls::new("http://ctl:8080", key()).unwrap();
-        let q = query_of(&urls.url("/data/in/a.png", 1_000, false));
+        let q = query_of(&urls.url("/data/in", "a.png", 1_000, false));
         let other_file = FileQuery {
-            path: Some("/data/in/b.png".into()),
+            path: Some("b.png".into()),
+            ..q.clone()
+        };
+        let other_root = FileQuery {
+            root: Some("/etc".into()),
+            ..q.clone()
+        };
+        // The same bytes cut differently between root and path.
+        let shifted = FileQuery {
+            root: Some("/data/in/a".into()),
+            path: Some(".png".into()),
             ..q.clone()
         };
         let later = FileQuery {
@@ -442,6 +494,8 @@ mod tests {
         };
         for (what, bad) in [
             ("another file", other_file),
+            ("another root", other_root),
+            ("root and path cut elsewhere", shifted),
             ("a later expiry", later),
             ("symlinks followed", follow),
             ("a changed byte", tampered),
@@ -452,7 +506,7 @@ mod tests {
         }
         // Even an expired forged URL is refused for its signature.
         let expired_forgery = FileQuery {
-            path: Some("/etc/shadow".into()),
+            path: Some("shadow".into()),
             ..q.clone()
         };
         assert_eq!(key().verify(&expired_forgery, 5_000), Err(Refusal::BadSignature));
@@ -467,12 +521,12 @@ mod tests {
     #[test]
     fn a_repeated_or_malformed_field_makes_the_query_incomplete() {
         let urls = FileUrls::new("http://ctl", key()).unwrap();
-        let url = urls.url("/a", 1_000, false);
+        let url = urls.url("/r", "a", 1_000, false);
         let raw = url::Url::parse(&url).unwrap().query().unwrap().to_owned();
-        assert_eq!(key().verify(&FileQuery::parse(&raw), 0).unwrap().path, "/a");
+        assert_eq!(key().verify(&FileQuery::parse(&raw), 0).unwrap().path, "a");
         for bad in [
-            format!("{raw}&path=%2Fb"),
-            format!("path=%2Fb&{raw}"),
+            format!("{raw}&path=b"),
+            format!("path=b&{raw}"),
             raw.replace("expires=1000", "expires=1e3"),
             raw.replace("follow=0", "follow=x"),
         ] {
@@ -484,30 +538,52 @@ mod tests {
     #[test]
     fn an_upload_grant_is_not_a_read_grant_and_the_reverse() {
         let urls = FileUrls::new("http://ctl", key()).unwrap();
-        let up = url::Url::parse(&urls.upload_url("/out/.skep-staging/uid", "3-0-1-", 1_000)).unwrap();
+        let up = url::Url::parse(&urls.upload_url("/out", "uid", "3-0-1-", 1_000)).unwrap();
         let stage = StageQuery::parse(up.query().unwrap());
         let grant = key().verify_stage(&stage, 0).unwrap();
         assert_eq!(
-            (grant.root.as_str(), grant.prefix.as_str()),
-            ("/out/.skep-staging/uid", "3-0-1-")
+            (grant.output.as_str(), grant.job.as_str(), grant.prefix.as_str()),
+            ("/out", "uid", "3-0-1-")
         );
         assert_eq!(key().verify_stage(&stage, 1_000), Err(Refusal::Expired));
-        let other_prefix = StageQuery {
-            prefix: Some("3-0-2-".into()),
-            ..stage.clone()
-        };
-        assert_eq!(key().verify_stage(&other_prefix, 0), Err(Refusal::BadSignature));
-        // The same signature presented as a read of the staging folder.
+        for (what, bad) in [
+            (
+                "another prefix",
+                StageQuery {
+                    prefix: Some("3-0-2-".into()),
+                    ..stage.clone()
+                },
+            ),
+            (
+                "another job",
+                StageQuery {
+                    job: Some("uid2".into()),
+                    ..stage.clone()
+                },
+            ),
+            (
+                "another output",
+                StageQuery {
+                    output: Some("/etc".into()),
+                    ..stage.clone()
+                },
+            ),
+        ] {
+            assert_eq!(key().verify_stage(&bad, 0), Err(Refusal::BadSignature), "{what}");
+        }
+        // The same signature presented as a read.
         let as_read = FileQuery {
-            path: stage.root.clone(),
+            root: stage.output.clone(),
+            path: stage.job.clone(),
             expires: stage.expires,
             follow: Some(0),
             sig: stage.sig.clone(),
         };
         assert_eq!(key().verify(&as_read, 0), Err(Refusal::BadSignature));
-        let read = query_of(&urls.url("/out/.skep-staging/uid", 1_000, false));
+        let read = query_of(&urls.url("/out", "uid", 1_000, false));
         let as_stage = StageQuery {
-            root: read.path.clone(),
+            output: read.root.clone(),
+            job: read.path.clone(),
             prefix: Some("0".into()),
             expires: read.expires,
             sig: read.sig.clone(),
@@ -522,13 +598,16 @@ mod tests {
         assert!(FileKey::from_text(b"   \n").is_err());
         assert!(!format!("{:?}", key()).contains("0123"), "Debug hides the key");
         assert!(FileUrls::new("ftp://x", key()).is_err());
+        assert!(FileUrls::new("https://x", key()).unwrap_err().contains("no TLS yet"));
         assert!(FileUrls::new("http://x/?a=b", key()).is_err());
-        let e = FileUrls::new("http://user:secret@x", key()).unwrap_err();
-        assert!(!e.contains("secret"), "{e}");
+        for bad in ["http://user:secret@x", "ftp://user:secret@x", "https://user:secret@x"] {
+            let e = FileUrls::new(bad, key()).unwrap_err();
+            assert!(!e.contains("secret"), "{e}");
+        }
         assert!(FileUrls::new("not a url", key()).is_err());
         let a = FileKey::random();
         let b = FileKey::random();
-        assert_ne!(a.sign("/x", 1, false), b.sign("/x", 1, false));
+        assert_ne!(a.sign("/r", "x", 1, false), b.sign("/r", "x", 1, false));
     }
 
     #[test]
@@ -537,6 +616,7 @@ mod tests {
         let part = |start, end| Part(ByteRange { start, end });
         assert_eq!(parse_range(None, 100), Whole);
         assert_eq!(parse_range(Some("bytes=0-9"), 100), part(0, 10));
+        assert_eq!(parse_range(Some("Bytes=0-9"), 100), part(0, 10));
         assert_eq!(parse_range(Some("bytes=90-"), 100), part(90, 100));
         assert_eq!(parse_range(Some("bytes=90-500"), 100), part(90, 100));
         assert_eq!(parse_range(Some("bytes=-10"), 100), part(90, 100));
@@ -549,6 +629,7 @@ mod tests {
         assert_eq!(parse_range(Some("items=0-1"), 100), Whole);
         assert_eq!(parse_range(Some("bytes=x-1"), 100), Whole);
         assert_eq!(parse_range(Some("bytes=-"), 100), Whole);
+        assert_eq!(parse_range(Some("bytes"), 100), Whole);
         assert_eq!(parse_range(Some("bytes=99999999999999999999999-"), 100), Whole);
         assert_eq!(parse_range(Some("bytes=0-18446744073709551615"), 100), part(0, 100));
     }

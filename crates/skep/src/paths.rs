@@ -74,6 +74,16 @@ impl PathPolicy {
         }
     }
 
+    /// Whether `real`, a path the kernel gave for an open file (no `..`, no
+    /// symlink left in it), lies under an allowed folder. Nothing is read:
+    /// the check cannot be raced by a swapped symlink.
+    pub fn allows_real(&self, real: &Path) -> bool {
+        match self {
+            PathPolicy::Any => true,
+            PathPolicy::Under(roots) => real.is_absolute() && roots.iter().any(|r| real.starts_with(r)),
+        }
+    }
+
     /// Checks a job's source and output folders (`default_output_root` is
     /// the controller's own choice for jobs that name none, always
     /// allowed).

@@ -26,8 +26,9 @@ fn key() -> FileKey {
     FileKey::from_text(b"a test key that is long enough to sign").expect("key")
 }
 
-/// `root/allowed/{a.bin, link-in, link-out, fifo}` and `root/outside/secret.txt`,
-/// served with `--allow-path root/allowed`.
+/// `root/allowed/{a.bin, link-in, link-out, fifo, real/b.bin, dir-in ->
+/// real, dir-out -> outside}` and `root/outside/secret.txt`, served with
+/// `--allow-path root/allowed`.
 async fn setup() -> Setup {
     let root = tempfile::tempdir().expect("tempdir");
     let allowed = root.path().join("allowed");
@@ -41,6 +42,10 @@ async fn setup() -> Setup {
     std::fs::write(outside.join("secret.txt"), b"root's secret").expect("secret");
     std::os::unix::fs::symlink(allowed.join("a.bin"), allowed.join("link-in")).expect("link-in");
     std::os::unix::fs::symlink(outside.join("secret.txt"), allowed.join("link-out")).expect("link-out");
+    std::fs::create_dir_all(allowed.join("real")).expect("real");
+    std::fs::write(allowed.join("real/b.bin"), b"bee").expect("b.bin");
+    std::os::unix::fs::symlink(allowed.join("real"), allowed.join("dir-in")).expect("dir-in");
+    std::os::unix::fs::symlink(&outside, allowed.join("dir-out")).expect("dir-out");
     rustix::fs::mknodat(
         rustix::fs::CWD,
         allowed.join("fifo"),
@@ -89,7 +94,7 @@ async fn refusal(res: reqwest::Response) -> (u16, String) {
 #[tokio::test]
 async fn a_signed_url_reads_its_file_whole_by_range_and_by_head_without_a_token() {
     let s = setup().await;
-    let url = s.urls.url(&path_str(&s.allowed.join("a.bin")), now() + 60, false);
+    let url = s.urls.url(&path_str(&s.allowed), "a.bin", now() + 60, false);
 
     let res = get(&url, None).await;
     assert_eq!(res.status(), 200);
@@ -140,14 +145,14 @@ async fn a_signed_url_reads_its_file_whole_by_range_and_by_head_without_a_token(
 #[tokio::test]
 async fn tampered_expired_other_file_and_other_key_urls_are_refused() {
     let s = setup().await;
-    let a = path_str(&s.allowed.join("a.bin"));
-    let good = s.urls.url(&a, now() + 60, false);
+    let root = path_str(&s.allowed);
+    let good = s.urls.url(&root, "a.bin", now() + 60, false);
 
     let other_file = good.replace("a.bin", "link-in");
     let later = {
         let exp = now() + 60;
         s.urls
-            .url(&a, exp, false)
+            .url(&root, "a.bin", exp, false)
             .replace(&format!("expires={exp}"), &format!("expires={}", exp + 3600))
     };
     let tampered = {
@@ -162,7 +167,7 @@ async fn tampered_expired_other_file_and_other_key_urls_are_refused() {
         FileKey::from_text(b"another key, thirty-two bytes or more").expect("key"),
     )
     .expect("urls")
-    .url(&a, now() + 60, false);
+    .url(&root, "a.bin", now() + 60, false);
     let no_sig = good.split("&sig=").next().expect("head").to_owned();
     let twice = format!("{good}&path=%2Fetc%2Fpasswd");
     for (what, url, says) in [
@@ -179,13 +184,15 @@ async fn tampered_expired_other_file_and_other_key_urls_are_refused() {
         assert!(error.contains(says), "{what}: {error}");
     }
 
-    let expired = s.urls.url(&a, now() - 1, false);
+    let expired = s.urls.url(&root, "a.bin", now() - 1, false);
     let (status, error) = refusal(get(&expired, None).await).await;
     assert_eq!((status, error.as_str()), (403, "the URL has expired"));
 
-    // An API token is no key to files.
+    // An API token is no key to files: a well-formed URL with a wrong
+    // signature and an admin token is refused as without one.
+    let forged = good.replace("path=a.bin", "path=..%2Foutside%2Fsecret.txt");
     let res = reqwest::Client::new()
-        .get(s.api.url("/files?path=%2Fetc%2Fpasswd"))
+        .get(&forged)
         .bearer_auth(common::api::ADMIN_TOKEN)
         .send()
         .await
@@ -205,34 +212,37 @@ async fn tampered_expired_other_file_and_other_key_urls_are_refused() {
 #[tokio::test]
 async fn a_signed_path_is_still_held_to_the_allowed_folders_and_the_symlink_rule() {
     let s = setup().await;
-    let secret = path_str(&s.outside.join("secret.txt"));
-    let link_in = path_str(&s.allowed.join("link-in"));
-    let link_out = path_str(&s.allowed.join("link-out"));
+    let allowed = path_str(&s.allowed);
+    let outside = path_str(&s.outside);
+    let url = |root: &str, rel: &str, follow| s.urls.url(root, rel, now() + 60, follow);
     let cases = [
+        ("a file outside --allow-path", url(&outside, "secret.txt", true), 403),
         (
-            "a file outside --allow-path",
-            s.urls.url(&secret, now() + 60, true),
+            "a link out of the allowed folder, followed",
+            url(&allowed, "link-out", true),
             403,
         ),
         (
-            "a link out of the allowed folder, followed",
-            s.urls.url(&link_out, now() + 60, true),
+            "a folder link out of the allowed folder, followed",
+            url(&allowed, "dir-out/secret.txt", true),
             403,
         ),
         (
             "a link in the folder, for a job not following links",
-            s.urls.url(&link_in, now() + 60, false),
+            url(&allowed, "link-in", false),
             403,
         ),
         (
-            "a missing file",
-            s.urls.url(&path_str(&s.allowed.join("gone.png")), now() + 60, false),
-            404,
+            "a folder link in the folder, for a job not following links",
+            url(&allowed, "dir-in/b.bin", false),
+            403,
         ),
-        ("a folder", s.urls.url(&path_str(&s.allowed), now() + 60, false), 404),
+        ("a path climbing out", url(&allowed, "../outside/secret.txt", true), 403),
+        ("a missing file", url(&allowed, "gone.png", false), 404),
+        ("a folder", url(&allowed, "real", false), 404),
         (
             "a FIFO (opening it must not wait for a writer)",
-            s.urls.url(&path_str(&s.allowed.join("fifo")), now() + 60, false),
+            url(&allowed, "fifo", false),
             404,
         ),
     ];
@@ -244,13 +254,16 @@ async fn a_signed_path_is_still_held_to_the_allowed_folders_and_the_symlink_rule
         assert_eq!(got, status, "{what}: {error}");
         assert!(!error.contains("root's secret"), "{what}: {error}");
     }
-    // A link inside the folder, for a job that follows links, reads.
-    let res = get(&s.urls.url(&link_in, now() + 60, true), Some("bytes=0-3")).await;
+    // Links inside the folder, for a job that follows links, read.
+    let res = get(&s.urls.url(&allowed, "link-in", now() + 60, true), Some("bytes=0-3")).await;
     assert_eq!(res.status(), 206);
     assert!(res.bytes().await.expect("body") == s.data[..4]);
+    let res = get(&s.urls.url(&allowed, "dir-in/b.bin", now() + 60, true), None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(&res.bytes().await.expect("body")[..], b"bee");
     let metrics = s.api.metrics.encode().expect("metrics");
     for line in [
-        "skep_files_served_total{result=\"notAllowed\"} 3",
+        "skep_files_served_total{result=\"notAllowed\"} 6",
         "skep_files_served_total{result=\"notFound\"} 3",
     ] {
         assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
@@ -263,10 +276,9 @@ async fn a_controller_signing_no_urls_serves_no_files() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&root.path().join("skep.db")).await.expect("store"));
     let api = ApiServer::start(store).await;
     std::fs::write(root.path().join("a.png"), b"x").expect("file");
-    let url =
-        FileUrls::new(&api.base, key())
-            .expect("urls")
-            .url(&path_str(&root.path().join("a.png")), now() + 60, false);
+    let url = FileUrls::new(&api.base, key())
+        .expect("urls")
+        .url(&path_str(root.path()), "a.png", now() + 60, false);
     let (status, error) = refusal(get(&url, None).await).await;
     assert_eq!(status, 404);
     assert!(error.contains("serves no files"), "{error}");
@@ -284,9 +296,11 @@ async fn put(upload: &str, name: &str, file: &str, body: Vec<u8>) -> (u16, Strin
 #[tokio::test]
 async fn a_signed_upload_url_stages_files_of_its_task_only() {
     let s = setup().await;
-    let root = s.allowed.join("out/.skep-staging/uid");
+    let output = s.allowed.join("out");
+    let root = output.join(".skep-staging/uid");
     std::fs::create_dir_all(&root).expect("staging");
-    let upload = s.urls.upload_url(&path_str(&root), "3-0-1-", now() + 60);
+    let out = path_str(&output);
+    let upload = s.urls.upload_url(&out, "uid", "3-0-1-", now() + 60);
 
     // Bigger than the API's 1 MiB body limit: uploads have their own.
     let pdf: Vec<u8> = s.data.clone();
@@ -303,12 +317,7 @@ async fn a_signed_upload_url_stages_files_of_its_task_only() {
     let dir = root.join("3-0-1-w1-0-ff");
     assert!(std::fs::read(dir.join("out.pdf")).expect("pdf") == pdf);
     assert_eq!(std::fs::read(dir.join("out.hocr")).expect("hocr"), b"<hocr2/>");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["out.hocr", "out.pdf"], "no temporary file left");
+    assert_eq!(names(&dir), ["out.hocr", "out.pdf"], "no temporary file left");
 
     for (what, name, file, status, says) in [
         ("another task's folder", "4-0-1-w1", "out.hocr", 400, "starting with"),
@@ -336,17 +345,19 @@ async fn a_signed_upload_url_stages_files_of_its_task_only() {
         assert!(error.contains(says), "{what}: {error}");
     }
 
-    // Signatures: changed, expired, another key, a read URL's.
+    // Signatures: changed, expired, a read URL's.
     let tampered = upload.replace("prefix=3-0-1-", "prefix=3-0-");
-    let expired = s.urls.upload_url(&path_str(&root), "3-0-1-", now() - 1);
+    let other_job = upload.replace("job=uid", "job=uid2");
+    let expired = s.urls.upload_url(&out, "uid", "3-0-1-", now() - 1);
     let read_sig = {
-        let read = s.urls.url(&path_str(&root), now() + 60, false);
+        let read = s.urls.url(&out, "uid", now() + 60, false);
         let sig = read.rsplit_once("sig=").expect("sig").1.to_owned();
         let (head, _) = upload.rsplit_once("sig=").expect("sig");
         format!("{head}sig={sig}")
     };
     for (what, url, says) in [
         ("a changed prefix", tampered, "signature does not match"),
+        ("another job", other_job, "signature does not match"),
         ("a read URL's signature", read_sig, "signature does not match"),
         ("an expired URL", expired, "expired"),
     ] {
@@ -355,25 +366,62 @@ async fn a_signed_upload_url_stages_files_of_its_task_only() {
         assert!(error.contains(says), "{what}: {error}");
     }
 
-    // A staging root outside the allowed folders, or gone, takes nothing.
-    let outside = s.urls.upload_url(&path_str(&s.outside), "3-0-1-", now() + 60);
+    // An output outside the allowed folders, or a job whose staging folder
+    // is gone, takes nothing, and nothing is made anew.
+    let outside = s.urls.upload_url(&path_str(&s.outside), "uid", "3-0-1-", now() + 60);
+    std::fs::create_dir_all(s.outside.join(".skep-staging/uid")).expect("outside staging");
     assert_eq!(put(&outside, "3-0-1-w1", "out.hocr", b"x".to_vec()).await.0, 403);
-    assert!(!s.outside.join("3-0-1-w1").exists());
-    let gone = s.urls.upload_url(
-        &path_str(&s.allowed.join("out/.skep-staging/old")),
-        "3-0-1-",
-        now() + 60,
-    );
+    assert!(!s.outside.join(".skep-staging/uid/3-0-1-w1").exists());
+    let gone = s.urls.upload_url(&out, "old", "3-0-1-", now() + 60);
     let (got, error) = put(&gone, "3-0-1-w1", "out.hocr", b"x".to_vec()).await;
     assert_eq!(got, 404, "{error}");
     assert!(error.contains("gone"), "{error}");
-    assert!(!s.allowed.join("out/.skep-staging/old").exists(), "nothing made anew");
+    assert!(!output.join(".skep-staging/old").exists(), "nothing made anew");
 
     // A delivery folder planted as a symlink is not written through.
     std::os::unix::fs::symlink(&s.outside, root.join("3-0-1-planted")).expect("plant");
     let (got, _) = put(&upload, "3-0-1-planted", "out.hocr", b"x".to_vec()).await;
-    assert_eq!(got, 500);
+    assert_eq!(got, 403);
     assert!(!s.outside.join("out.hocr").exists(), "nothing written through the link");
+
+    // At most four delivery folders per task attempt (the planted one
+    // counts).
+    assert_eq!(put(&upload, "3-0-1-w2", "out.hocr", b"x".to_vec()).await.0, 201);
+    assert_eq!(put(&upload, "3-0-1-w3", "out.hocr", b"x".to_vec()).await.0, 201);
+    let (got, error) = put(&upload, "3-0-1-w4", "out.hocr", b"x".to_vec()).await;
+    assert_eq!(got, 409, "{error}");
+    assert!(error.contains("delivery folders already"), "{error}");
+    assert_eq!(
+        put(&upload, "3-0-1-w2", "out.xml", b"x".to_vec()).await.0,
+        201,
+        "an existing delivery folder takes more files"
+    );
+
+    // A client that stops mid-body leaves no temporary file.
+    let url = url::Url::parse(&format!("{upload}&name=3-0-1-w2&file=out.tsv")).expect("url");
+    let mut conn = tokio::net::TcpStream::connect((url.host_str().expect("host"), url.port().expect("port")))
+        .await
+        .expect("connect");
+    let head = format!(
+        "PUT {}?{} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial",
+        url.path(),
+        url.query().expect("query")
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut conn, head.as_bytes())
+        .await
+        .expect("write");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(conn);
+    let dir2 = root.join("3-0-1-w2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while names(&dir2) != ["out.hocr", "out.xml"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a temporary file was left: {:?}",
+            names(&dir2)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // Reads are not uploads.
     let res = reqwest::Client::new().get(&upload).send().await.expect("get");
@@ -381,14 +429,79 @@ async fn a_signed_upload_url_stages_files_of_its_task_only() {
 
     let metrics = s.api.metrics.encode().expect("metrics");
     for line in [
-        "skep_staged_files_received_total{result=\"ok\"} 3",
-        "skep_staged_files_received_total{result=\"badRequest\"} 7",
-        "skep_staged_files_received_total{result=\"refused\"} 2",
+        "skep_staged_files_received_total{result=\"ok\"} 6",
+        "skep_staged_files_received_total{result=\"badRequest\"} 8",
+        "skep_staged_files_received_total{result=\"refused\"} 3",
         "skep_staged_files_received_total{result=\"expired\"} 1",
-        "skep_staged_files_received_total{result=\"notAllowed\"} 1",
+        "skep_staged_files_received_total{result=\"notAllowed\"} 2",
         "skep_staged_files_received_total{result=\"gone\"} 1",
         "skep_staged_files_received_total{result=\"error\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
     }
+}
+
+/// The names in a folder, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_swapped_for_a_symlink_while_urls_are_served_never_leaks() {
+    let s = setup().await;
+    // `allowed/d` flips between a real folder holding `shadow` (allowed)
+    // and a symlink to `outside/`, which holds a `shadow` of its own.
+    std::fs::write(s.outside.join("shadow"), b"SECRET").expect("secret shadow");
+    let d = s.allowed.join("d");
+    let real = s.allowed.join("d-real");
+    std::fs::create_dir_all(&real).expect("d-real");
+    std::fs::write(real.join("shadow"), b"public").expect("public shadow");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (d, real, outside, stop) = (d.clone(), real.clone(), s.outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let tmp = d.with_extension("tmp");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for target in [&real, &outside] {
+                    let _ = std::fs::remove_file(&tmp);
+                    std::os::unix::fs::symlink(target, &tmp).expect("link");
+                    std::fs::rename(&tmp, &d).expect("swap");
+                }
+            }
+        })
+    };
+    let client = reqwest::Client::new();
+    let root = path_str(&s.allowed);
+    let (mut public, mut refused) = (0, 0);
+    for follow in [true, false] {
+        let url = s.urls.url(&root, "d/shadow", now() + 60, follow);
+        for _ in 0..300 {
+            let res = client.get(&url).send().await.expect("request");
+            let status = res.status().as_u16();
+            let body = res.bytes().await.expect("body");
+            assert!(
+                !body.windows(6).any(|w| w == b"SECRET"),
+                "a file outside the allowed folder leaked"
+            );
+            match status {
+                200 => public += 1,
+                _ => refused += 1,
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().expect("flipper");
+    assert!(
+        public > 0,
+        "the allowed file was served at times ({public} of 600; {refused} refused)"
+    );
+    assert!(
+        refused > 0,
+        "the swapped folder was refused at times ({refused} of 600)"
+    );
 }

@@ -53,16 +53,24 @@ fn worker_bin() -> PathBuf {
     bin
 }
 
-/// The controller's metrics text, once it answers.
+/// The controller's metrics text, once it answers (a plain HTTP/1.0 GET:
+/// no client to install).
 fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = Command::new("curl")
-            .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
-            .output()
-            .expect("curl");
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let mut text = String::new();
+            c.read_to_string(&mut text)?;
+            Ok(text)
+        });
+        if let Ok(text) = got
+            && (text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"))
+            && let Some((_, body)) = text.split_once("\r\n\r\n")
+        {
+            return body.to_owned();
         }
         assert!(Instant::now() < deadline, "the controller's /metrics never answered");
         std::thread::sleep(Duration::from_millis(200));
@@ -136,6 +144,7 @@ fn a_worker_that_sees_no_folder_of_the_job_reads_and_stages_through_the_controll
     // their URLs and artefacts only go through the upload URLs.
     let hidden = ws.path().to_path_buf();
     let worker_log = std::fs::File::create(ws.path().join("worker.log")).expect("log");
+    let fetch_dir = tempfile::tempdir().expect("fetch dir");
     let mut worker = Command::new("unshare");
     worker
         .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
@@ -148,6 +157,7 @@ fn a_worker_that_sees_no_folder_of_the_job_reads_and_stages_through_the_controll
         .arg(worker_bin())
         .args([&amqp, &pool])
         .env("SKEP_FILE_ACCESS", "auto")
+        .env("SKEP_FETCH_DIR", fetch_dir.path())
         .env("SKEP_NODE", "remote-host")
         .stdout(Stdio::null())
         .stderr(worker_log);
@@ -221,6 +231,11 @@ fn a_worker_that_sees_no_folder_of_the_job_reads_and_stages_through_the_controll
         "{staged} staged files for {readable} pages\n{m}"
     );
     assert!(readable >= 6);
+    assert_eq!(
+        std::fs::read_dir(fetch_dir.path()).map(|d| d.count()).unwrap_or(0),
+        0,
+        "the worker left no fetched copy or local staging folder"
+    );
     assert_eq!(
         std::fs::read_dir(out_dir.join(".skep-staging")).map_or(0, |d| d.count()),
         0,

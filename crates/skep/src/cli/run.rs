@@ -284,6 +284,11 @@ fn swarm_config(args: &SwarmArgs, queue: String) -> Result<SwarmConfig, CliError
 
 pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult {
     let paths = args.paths.policy()?;
+    if args.api.api_only && args.files.file_url_base.is_some() && args.files.file_url_key_file.is_none() {
+        return Err(CliError::invalid(
+            "--api-only serves the file URLs another controller signs: give it the same --file-url-key-file",
+        ));
+    }
     let file_key = args.files.key()?;
     if args.api.api_only {
         return api_only(global, &args.api, paths, file_key).await;

@@ -80,6 +80,7 @@ pub async fn dispatch(
     let timeout_ms = job.spec.file_timeout_seconds * 1000;
     let paths = JobPaths::of(job, &ctx.cfg.default_output_root);
     let staging = paths.staging.to_string_lossy().into_owned();
+    let output = paths.output.to_string_lossy().into_owned();
     let engine = &job.spec.engine;
     // NB: a URL lives as long as the dispatch lease: a redelivery within it
     // still opens the file; after it the task is dispatched again anyway.
@@ -90,14 +91,21 @@ pub async fn dispatch(
         .iter()
         .map(|t| {
             let path = root.join(&t.path).to_string_lossy().into_owned();
-            let url = ctx.cfg.file_urls.as_ref().map(|f| f.url(&path, expires, follow));
-            // NB: the prefix is how a worker names a delivery's folder
-            // (`skep_worker::worker`): index, part, attempt.
-            let upload = ctx
+            let url = ctx
                 .cfg
                 .file_urls
                 .as_ref()
-                .map(|f| f.upload_url(&staging, &format!("{}-{}-{}-", t.index, t.part, t.attempts), expires));
+                .map(|f| f.url(&job.spec.source.path, &t.path, expires, follow));
+            // NB: the prefix is how a worker names a delivery's folder
+            // (`skep_worker::worker`): index, part, attempt.
+            let upload = ctx.cfg.file_urls.as_ref().map(|f| {
+                f.upload_url(
+                    &output,
+                    job.uid(),
+                    &format!("{}-{}-{}-", t.index, t.part, t.attempts),
+                    expires,
+                )
+            });
             Bytes::from(
                 TaskMessage {
                     v: WIRE_VERSION,

@@ -39,6 +39,17 @@ impl SafeDir {
     /// it, creating the missing ones, never following a symlink.
     pub fn open(root: &Path, rel: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
+        Self::walk(root, rel, true)
+    }
+
+    /// Opens `root` (which must exist; a symlink there is followed, as the
+    /// allowed-path check resolved it) and each folder of `rel` below it,
+    /// never following a symlink and creating nothing.
+    pub fn open_existing(root: &Path, rel: &Path) -> std::io::Result<Self> {
+        Self::walk(root, rel, false)
+    }
+
+    fn walk(root: &Path, rel: &Path, create: bool) -> std::io::Result<Self> {
         let fd = rustix::fs::open(
             root,
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -55,17 +66,31 @@ impl SafeDir {
                     rel.display()
                 )));
             };
-            dir = dir.child(name)?;
+            dir = dir.child(name, create)?;
         }
         Ok(dir)
     }
 
-    /// The folder `name` in this one, created if missing.
-    fn child(self, name: &std::ffi::OsStr) -> std::io::Result<Self> {
+    /// Where this folder really is (the kernel's name of the open folder,
+    /// whatever was swapped on the way since).
+    pub fn real_path(&self) -> std::io::Result<PathBuf> {
+        std::fs::read_link(through_fd(self.fd.as_raw_fd()))
+    }
+
+    /// The folder `name` in this one, created if missing, never through a
+    /// symlink.
+    pub fn create_child(self, name: &std::ffi::OsStr) -> std::io::Result<Self> {
+        self.child(name, true)
+    }
+
+    /// The folder `name` in this one (created if missing and `create`).
+    fn child(self, name: &std::ffi::OsStr, create: bool) -> std::io::Result<Self> {
         let shown = self.shown.join(name);
-        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(e.into()),
+        if create {
+            match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let fd = rustix::fs::openat(
             &self.fd,
