@@ -33,6 +33,16 @@ pub enum FileAccess {
     Url,
 }
 
+/// The certificates of a PEM file (a private CA for `https://` URLs).
+pub fn load_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    if roots.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(roots)
+}
+
 /// Tries of one fetch (the first and the retries).
 pub const FETCH_TRIES: u32 = 4;
 /// Longest wait for a connection to the file's server.
@@ -100,11 +110,17 @@ pub fn source(access: FileAccess, task: &TaskMessage) -> Result<Source<'_>, OcrE
 
 impl Fetcher {
     /// Fetches into `dir` (created if missing), files of `max_bytes` at
-    /// most.
-    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+    /// most; `https://` URLs are checked against the system's roots and
+    /// `roots` (a private CA: `--fetch-ca-file`).
+    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64, roots: &[reqwest::Certificate]) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            .https_only(false);
+        for root in roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         Ok(Self {

@@ -99,6 +99,10 @@ struct RunArgs {
     /// deleted after); default: skep-fetch in the system's temp folder.
     #[arg(long, env = "SKEP_FETCH_DIR", value_name = "DIR")]
     fetch_dir: Option<PathBuf>,
+    /// PEM file of CA certificates trusted for https:// file URLs beside
+    /// the system's (a controller behind a TLS proxy with a private CA).
+    #[arg(long, env = "SKEP_FETCH_CA_FILE", value_name = "PEM")]
+    fetch_ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -201,6 +205,10 @@ fn service_config(args: RunArgs) -> ServiceConfig {
     worker.file_access = args.file_access;
     if let Some(dir) = args.fetch_dir {
         worker.fetch_dir = dir;
+    }
+    if let Some(path) = &args.fetch_ca_file {
+        worker.fetch_roots =
+            skep_worker::fetch::load_roots(path).unwrap_or_else(|e| usage_error(format!("--fetch-ca-file: {e}")));
     }
     ServiceConfig {
         queue,

@@ -93,6 +93,8 @@ pub struct WorkerConfig {
     pub file_access: FileAccess,
     /// Where files fetched through URLs are kept while they are read.
     pub fetch_dir: PathBuf,
+    /// Roots trusted for `https://` file URLs beside the system's.
+    pub fetch_roots: Vec<reqwest::Certificate>,
 }
 
 impl WorkerConfig {
@@ -108,6 +110,7 @@ impl WorkerConfig {
             observer: Arc::new(NoObserver),
             file_access: FileAccess::Auto,
             fetch_dir: std::env::temp_dir().join("skep-fetch"),
+            fetch_roots: Vec::new(),
         }
     }
 }
@@ -138,8 +141,9 @@ struct Ctx {
 
 /// Runs until `shutdown` is cancelled, then drains (see the module docs).
 pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: CancellationToken) -> WorkerReport {
-    // NB: a client without TLS settings cannot fail to build.
-    let fetcher = Fetcher::new(&cfg.fetch_dir, cfg.max_file_bytes).expect("an HTTP client");
+    // NB: the roots were parsed when the configuration was made; the
+    // client builds from them or the TLS stack itself is broken.
+    let fetcher = Fetcher::new(&cfg.fetch_dir, cfg.max_file_bytes, &cfg.fetch_roots).expect("an HTTP client");
     let ctx = Arc::new(Ctx {
         queue,
         fetcher,

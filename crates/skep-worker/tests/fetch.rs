@@ -114,7 +114,7 @@ async fn fetches_are_bounded_retried_and_named_by_result() {
     let page = Bytes::from_static(b"the bytes of a page");
     let (base, served) = serve(page.clone()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let fetcher = Fetcher::new(dir.path(), 1_000_000)
+    let fetcher = Fetcher::new(dir.path(), 1_000_000, &[])
         .expect("fetcher")
         .with_backoff(Duration::from_millis(20));
     let limit = Duration::from_secs(20);

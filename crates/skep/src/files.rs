@@ -285,21 +285,13 @@ pub struct FileUrls {
 
 impl FileUrls {
     /// `base` is how workers reach this controller's HTTP server
-    /// (`http://skep-controller:8080`); it has no query, fragment or
-    /// credentials. `https://` is refused until the worker's HTTP client
-    /// speaks TLS.
+    /// (`http://skep-controller:8080`, or `https://…` through a TLS proxy);
+    /// it has no query, fragment or credentials.
     pub fn new(base: &str, key: FileKey) -> Result<Self, String> {
         let shown = skep_queue::redact(base);
         let url = url::Url::parse(base).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
-        match url.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(format!(
-                    "{shown}: workers fetch over http:// only for now (their HTTP client has no TLS yet); \
-                     keep the controller on a private network"
-                ));
-            }
-            _ => return Err(format!("{shown}: the file URL base must be http://")),
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{shown}: the file URL base must be http:// or https://"));
         }
         if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
             return Err(format!(
@@ -598,7 +590,7 @@ mod tests {
         assert!(FileKey::from_text(b"   \n").is_err());
         assert!(!format!("{:?}", key()).contains("0123"), "Debug hides the key");
         assert!(FileUrls::new("ftp://x", key()).is_err());
-        assert!(FileUrls::new("https://x", key()).unwrap_err().contains("no TLS yet"));
+        assert!(FileUrls::new("https://x:8443", key()).is_ok());
         assert!(FileUrls::new("http://x/?a=b", key()).is_err());
         for bad in ["http://user:secret@x", "ftp://user:secret@x", "https://user:secret@x"] {
             let e = FileUrls::new(bad, key()).unwrap_err();

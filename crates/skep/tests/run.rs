@@ -190,20 +190,6 @@ fn invalid_jobs_exit_2_and_store_nothing() {
         "{}",
         text(&out)
     );
-    let out = ws.run(&[
-        "controller",
-        "--listen",
-        "127.0.0.1:0",
-        "--file-url-base",
-        "https://ctl",
-        "--allow-any-path",
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no TLS yet"),
-        "{}",
-        text(&out)
-    );
     let short = ws.path().join("short.key");
     std::fs::write(&short, "too short").expect("key");
     let out = ws.run(&[
