@@ -400,9 +400,80 @@ impl ResultMessage {
     }
 }
 
+/// Topic every worker publishes its heartbeat to (an ephemeral topic: a
+/// broker keeps only fresh beats while no controller reads them).
+pub const WORKERS_TOPIC: &str = "skep.workers.beats";
+
+/// How often a worker says it is alive.
+pub const BEAT_INTERVAL_MS: u64 = 10_000;
+
+/// A worker's heartbeat: who it is, where, how many files it reads at
+/// once and has read. The controller sizes a pool's dispatch window by the
+/// slots of the workers beating on it, and lists them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerBeat {
+    pub v: u16,
+    pub id: String,
+    pub node: String,
+    pub pool: String,
+    pub slots: u32,
+    /// The worker's version (its crate version).
+    pub version: String,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Tasks being read now.
+    pub in_flight: u32,
+    /// The worker's next beat is due within this (the controller marks it
+    /// stale after three missed beats).
+    pub interval_ms: u64,
+    /// The last beat of a worker that is stopping.
+    #[serde(default)]
+    pub leaving: bool,
+}
+
+impl WorkerBeat {
+    /// A beat of a worker that has read nothing yet, every `interval_ms`.
+    pub fn new(id: &str, node: &str, pool: &str, slots: u32, interval_ms: u64) -> Self {
+        Self {
+            v: WIRE_VERSION,
+            id: id.to_owned(),
+            node: node.to_owned(),
+            pool: pool.to_owned(),
+            slots,
+            version: String::new(),
+            succeeded: 0,
+            failed: 0,
+            in_flight: 0,
+            interval_ms,
+            leaving: false,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_beat_round_trips() {
+        let beat = WorkerBeat {
+            version: "0.1.0".into(),
+            succeeded: 10,
+            failed: 1,
+            in_flight: 3,
+            ..WorkerBeat::new("w1", "host-a", "tesseract", 4, BEAT_INTERVAL_MS)
+        };
+        assert_eq!(WorkerBeat::decode(&beat.encode()).unwrap(), beat);
+    }
 
     fn task() -> TaskMessage {
         TaskMessage {

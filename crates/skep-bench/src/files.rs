@@ -80,6 +80,7 @@ impl FileServer {
             swarm_policy: Default::default(),
             shutdown: shutdown.clone(),
             file_key: Some(key.clone()),
+            workers: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

@@ -28,6 +28,21 @@ pub use nsq::NsqQueue;
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
+/// The suffix of topics whose messages matter only while fresh (worker
+/// heartbeats): a broker may drop their oldest or expired messages instead
+/// of keeping them while nobody consumes (RabbitMQ: at most
+/// [`EPHEMERAL_MAX_MESSAGES`], each for [`EPHEMERAL_TTL`]).
+pub const EPHEMERAL_SUFFIX: &str = ".beats";
+/// Most messages an ephemeral topic keeps (the oldest go first).
+pub const EPHEMERAL_MAX_MESSAGES: i64 = 10_000;
+/// How long an ephemeral topic keeps a message.
+pub const EPHEMERAL_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether `topic` is ephemeral (see [`EPHEMERAL_SUFFIX`]).
+pub fn is_ephemeral(topic: &str) -> bool {
+    topic.ends_with(EPHEMERAL_SUFFIX)
+}
+
 /// Where a topic's dead letters go: messages a consumer gave up on for good
 /// (delivered more often than allowed), kept for an operator to inspect.
 pub fn dead_letter_topic(topic: &str) -> String {

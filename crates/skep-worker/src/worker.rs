@@ -95,6 +95,9 @@ pub struct WorkerConfig {
     pub fetch_dir: PathBuf,
     /// Roots trusted for `https://` file URLs beside the system's.
     pub fetch_roots: Vec<reqwest::Certificate>,
+    /// How often the worker publishes its heartbeat on
+    /// [`skep_api::WORKERS_TOPIC`]; `None`: never.
+    pub beat_interval: Option<Duration>,
 }
 
 impl WorkerConfig {
@@ -111,6 +114,7 @@ impl WorkerConfig {
             file_access: FileAccess::Auto,
             fetch_dir: std::env::temp_dir().join("skep-fetch"),
             fetch_roots: Vec::new(),
+            beat_interval: Some(Duration::from_millis(skep_api::BEAT_INTERVAL_MS)),
         }
     }
 }
@@ -128,6 +132,7 @@ pub struct WorkerReport {
 struct Counters {
     succeeded: AtomicU64,
     failed: AtomicU64,
+    in_flight: AtomicU64,
 }
 
 struct Ctx {
@@ -156,6 +161,18 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
     for i in 0..slots {
         let _ = free_tx.try_send(OcrSlot::new(format!("{}-{i}", ctx.cfg.id)));
     }
+    let beats = ctx.cfg.beat_interval.map(|every| {
+        let (ctx, stop) = (ctx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                beat(&ctx, every, false).await;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    });
     let mut tasks = JoinSet::new();
     let mut sub: Option<Box<dyn Subscription>> = None;
     let mut backoff = Duration::from_millis(100);
@@ -212,11 +229,13 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
         let span = info_span!("task", worker = %ctx.cfg.id, delivery = %delivery.id);
         ctx.cfg.observer.task_started();
         let ended = TaskEnded(ctx.cfg.observer.clone());
+        ctx.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(
             async move {
                 let _ended = ended;
                 let mut slot = slot;
                 process(&ctx, delivery, &mut slot).await;
+                ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let _ = free_tx.send(slot).await;
             }
             .instrument(span),
@@ -238,6 +257,14 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
         // NB: aborting drops each task's Delivery unsettled, which requeues it.
         tasks.shutdown().await;
     }
+    if let Some(beats) = beats {
+        beats.abort();
+        // NB: the last beat says the worker is gone, so that the controller
+        // stops counting its slots at once.
+        if let Some(every) = ctx.cfg.beat_interval {
+            beat(&ctx, every, true).await;
+        }
+    }
     let report = WorkerReport {
         succeeded: ctx.counters.succeeded.load(Ordering::Relaxed),
         failed: ctx.counters.failed.load(Ordering::Relaxed),
@@ -245,6 +272,32 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
     };
     info!(worker = %ctx.cfg.id, in_flight_at_stop = in_flight, ?report, "worker stopped");
     report
+}
+
+/// Publishes one heartbeat; a failure is only logged (the next one may
+/// pass, and a worker is not stopped by a missed beat).
+async fn beat(ctx: &Ctx, every: Duration, leaving: bool) {
+    let slots = u32::try_from(ctx.cfg.slots).unwrap_or(u32::MAX);
+    let beat = skep_api::WorkerBeat {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        succeeded: ctx.counters.succeeded.load(Ordering::Relaxed),
+        failed: ctx.counters.failed.load(Ordering::Relaxed),
+        in_flight: u32::try_from(ctx.counters.in_flight.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+        leaving,
+        ..skep_api::WorkerBeat::new(
+            &ctx.cfg.id,
+            &ctx.cfg.node,
+            &ctx.cfg.pool,
+            slots,
+            every.as_millis() as u64,
+        )
+    };
+    let body = Bytes::from(beat.encode());
+    match tokio::time::timeout(every, ctx.queue.publish(skep_api::WORKERS_TOPIC, vec![body])).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => debug!(%error, "a heartbeat was not published"),
+        Err(_) => debug!("a heartbeat was not published in time"),
+    }
 }
 
 /// Tells the observer a task ended when dropped, however the task ends.

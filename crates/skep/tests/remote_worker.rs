@@ -53,15 +53,15 @@ fn worker_bin() -> PathBuf {
     bin
 }
 
-/// The controller's metrics text, once it answers (a plain HTTP/1.0 GET:
-/// no client to install).
-fn metrics(port: u16) -> String {
+/// The body of `GET path` on the controller, once it answers 200 (a plain
+/// HTTP/1.0 GET: no client to install).
+fn get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
             c.set_read_timeout(Some(Duration::from_secs(10)))?;
-            c.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            c.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
             let mut text = String::new();
             c.read_to_string(&mut text)?;
             Ok(text)
@@ -72,9 +72,13 @@ fn metrics(port: u16) -> String {
         {
             return body.to_owned();
         }
-        assert!(Instant::now() < deadline, "the controller's /metrics never answered");
+        assert!(Instant::now() < deadline, "the controller's {path} never answered 200");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn metrics(port: u16) -> String {
+    get(port, "/metrics")
 }
 
 fn counter(metrics: &str, series: &str) -> u64 {
@@ -202,6 +206,26 @@ fn a_worker_that_sees_no_folder_of_the_job_reads_and_stages_through_the_controll
             }
         }
     }
+    // The worker announced itself over the broker: the API lists it.
+    let workers: serde_json::Value = serde_json::from_str(&get(port, "/api/workers")).expect("json");
+    let listed = workers["data"].as_array().expect("a list");
+    assert_eq!(listed.len(), 1, "{workers}");
+    assert_eq!(
+        (
+            &listed[0]["node"],
+            &listed[0]["pool"],
+            &listed[0]["slots"],
+            &listed[0]["stale"]
+        ),
+        (
+            &serde_json::json!("remote-host"),
+            &serde_json::json!(pool),
+            &serde_json::json!(2),
+            &serde_json::json!(false)
+        ),
+        "{workers}"
+    );
+
     // The artefacts came back through the uploads and were landed.
     let out_dir = ws.output(name);
     for f in ws.files.iter().filter(|f| f.expect_failure.is_none()) {

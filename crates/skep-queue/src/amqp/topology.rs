@@ -64,10 +64,24 @@ fn string(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
 }
 
-/// Arguments of a topic's work queue (or of a dead-letter queue).
+/// Arguments of a topic's work queue (or of a dead-letter queue). An
+/// ephemeral topic ([`crate::is_ephemeral`]) keeps a bounded number of
+/// messages for a bounded time and drops the oldest first.
 pub(super) fn topic_args(name: &str) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), string("quorum"));
+    if crate::is_ephemeral(name) {
+        args.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(crate::EPHEMERAL_MAX_MESSAGES),
+        );
+        args.insert("x-overflow".into(), string("drop-head"));
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(crate::EPHEMERAL_TTL.as_millis() as i64),
+        );
+        return args;
+    }
     if !is_dead_letter_queue(name) {
         args.insert("x-dead-letter-exchange".into(), string(""));
         args.insert(

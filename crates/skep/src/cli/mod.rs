@@ -116,9 +116,10 @@ pub enum Command {
         timeout: Option<u64>,
     },
     /// Run the controller until interrupted; `skep apply` jobs to it. Workers
-    /// run as tasks of this process (`--runtime local`, the default) or as a
-    /// Docker Swarm service per pool (`--runtime swarm`, which needs a queue
-    /// the workers can reach).
+    /// run as tasks of this process (`--runtime local`, the default), as a
+    /// Docker Swarm service per pool (`--runtime swarm`), or anywhere the
+    /// controller does not start them (`--runtime external`); the last two
+    /// need a queue the workers can reach.
     Controller(Box<ControllerArgs>),
     /// Print the BulkJob JSON Schema (crds/bulkjob.schema.json).
     Crd,
@@ -155,6 +156,11 @@ pub enum RuntimeKind {
     /// A Docker Swarm service per pool, through DOCKER_HOST (default
     /// unix:///var/run/docker.sock), which must be a swarm manager.
     Swarm,
+    /// Workers this controller does not start (any host, any cluster): a
+    /// pool's running replicas are the workers beating on it; the desired
+    /// count is computed and exported for an outside autoscaler. Needs a
+    /// broker.
+    External,
 }
 
 #[derive(Debug, Args)]

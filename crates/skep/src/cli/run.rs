@@ -16,9 +16,10 @@ use super::{
     CliError, CliResult, ControllerArgs, GlobalArgs, OutputFormat, RunArgs, RuntimeKind, SwarmArgs, connect_queue,
     exit, load_job_file, open_store, print, queue_url,
 };
+use crate::controller::workers::Registry;
 use crate::controller::{Controller, ControllerConfig};
 use crate::runtime::swarm::{ServiceTemplate, SwarmConfig};
-use crate::runtime::{LocalRuntime, Runtime, SwarmRuntime};
+use crate::runtime::{ExternalRuntime, LocalRuntime, Runtime, SwarmRuntime};
 use crate::store::{LeaseState, Store};
 
 /// How often `skep run` reads the job's status for its progress bar.
@@ -303,6 +304,13 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
             ));
         }
         RuntimeKind::Local => None,
+        RuntimeKind::External if queue_url.backend() == "memory" => {
+            return Err(CliError::invalid(
+                "--runtime external needs a queue the outside workers can reach (--queue amqp://…, nsq://… or SKEP_QUEUE); \
+                 memory: lives inside this process",
+            ));
+        }
+        RuntimeKind::External => None,
         RuntimeKind::Swarm if queue_url.backend() == "memory" => {
             return Err(CliError::invalid(
                 "--runtime swarm needs a queue the worker services can reach (--queue amqp://…, nsq://… or SKEP_QUEUE); \
@@ -327,6 +335,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
     let queue = connect_queue(&queue_url).await?;
     let shutdown = super::shutdown_on_signals();
     let metrics = crate::metrics::Metrics::new();
+    let registry = Registry::new();
     let ready = crate::http::Readiness::default();
     let server = match &args.api.listen {
         Some(addr) => Some(
@@ -339,6 +348,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
                     ready: ready.clone(),
                     paths: paths.clone(),
                     file_key: file_key.clone(),
+                    workers: registry.clone(),
                 },
                 shutdown.clone(),
             )
@@ -364,9 +374,10 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
             Ok(true)
         })
     });
-    let (runtime, local): (Arc<dyn Runtime>, Option<Arc<LocalRuntime>>) = match swarm {
-        Some(swarm) => (Arc::new(swarm), None),
-        None => {
+    let (runtime, local): (Arc<dyn Runtime>, Option<Arc<LocalRuntime>>) = match (swarm, args.runtime) {
+        (Some(swarm), _) => (Arc::new(swarm), None),
+        (None, RuntimeKind::External) => (Arc::new(ExternalRuntime::new(registry.clone())), None),
+        (None, _) => {
             let local = embedded(store.clone(), queue.clone(), args.workers).runtime;
             (local.clone(), Some(local))
         }
@@ -378,6 +389,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         metrics,
         paths,
         file_urls,
+        workers: registry.clone(),
         ..ControllerConfig::default()
     };
     let backend = runtime.backend();
@@ -488,6 +500,7 @@ async fn api_only(
         ready,
         paths,
         file_key,
+        workers: Registry::new(),
     };
     let server = start_http(addr, api, parts, shutdown).await?;
     tracing::info!("serving the API only (--api-only): this process does not reconcile");
@@ -516,6 +529,7 @@ struct HttpParts {
     ready: crate::http::Readiness,
     paths: crate::paths::PathPolicy,
     file_key: Option<crate::files::FileKey>,
+    workers: Registry,
 }
 
 async fn start_http(
@@ -530,6 +544,7 @@ async fn start_http(
         ready,
         paths,
         file_key,
+        workers,
     } = parts;
     use crate::http::auth::{Auth, Tokens};
     let auth = match (&args.api_tokens_file, args.api_no_auth) {
@@ -565,6 +580,7 @@ async fn start_http(
         swarm_policy: args.swarm_policy(),
         shutdown: shutdown.clone(),
         file_key,
+        workers,
     });
     tracing::info!(listen = %local, ?limits, "serving the API, dashboard and metrics");
     Ok(tokio::spawn(

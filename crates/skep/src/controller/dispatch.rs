@@ -1,6 +1,7 @@
-//! Windowed dispatch: a pool's queue holds about `replicas x slots x k`
-//! tasks (files, or page ranges of split files) at a time, shared among the pool's running jobs by weight, not
-//! whole jobs. Memory stays flat for million-file jobs, suspend and delete
+//! Windowed dispatch: a pool's queue holds about `slots x k` tasks (files,
+//! or page ranges of split files) at a time, the slots being those of its
+//! running replicas, or of the workers beating on it when those are more;
+//! shared among the pool's running jobs by weight, not whole jobs. Memory stays flat for million-file jobs, suspend and delete
 //! take effect within a window, and jobs share workers fairly.
 //!
 //! A task is leased in the store before it is published; if publishing
@@ -52,8 +53,15 @@ pub async fn dispatch(
     running: u32,
     pool_jobs: &[BulkJob],
 ) -> Result<u64> {
-    let slots = u64::from(ctx.runtime.slots_per_replica().max(1));
-    let pool_window = u64::from(running.max(1)) * slots * u64::from(ctx.cfg.window_factor.max(1));
+    // NB: the slots of the workers beating on the pool, where they are more
+    // than the runtime's replicas hold: workers started elsewhere (or with
+    // more slots than the runtime assumes) get a window of their size.
+    let replica_slots = u64::from(running.max(1)) * u64::from(ctx.runtime.slots_per_replica().max(1));
+    let live = ctx
+        .cfg
+        .workers
+        .live(&job.spec.scaling.pool, Utc::now().timestamp_millis());
+    let pool_window = replica_slots.max(live.slots) * u64::from(ctx.cfg.window_factor.max(1));
     let competing = pool_jobs
         .iter()
         .filter(|j| j.uid() != job.uid() && j.status().phase == Phase::Running && !j.spec.suspend && !j.is_deleting());

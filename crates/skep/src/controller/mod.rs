@@ -19,6 +19,7 @@ pub(crate) mod safe_fs;
 pub mod scaling;
 pub mod scan;
 pub mod scheduler;
+pub mod workers;
 
 /// Batch sizes of the controller's store calls (benchmarks use the same).
 pub use dispatch::MAX_BATCH as DISPATCH_BATCH;
@@ -87,6 +88,9 @@ pub struct ControllerConfig {
     /// Signs a URL per task of a folder source for workers with no mount
     /// of it (`--file-url-base`); `None`: tasks carry the path only.
     pub file_urls: Option<crate::files::FileUrls>,
+    /// The workers heard from (their heartbeats), shared with the HTTP
+    /// server's `/api/workers`.
+    pub workers: workers::Registry,
 }
 
 impl Default for ControllerConfig {
@@ -105,6 +109,7 @@ impl Default for ControllerConfig {
             paths: crate::paths::PathPolicy::Any,
             redispatch_lost_tasks: true,
             file_urls: None,
+            workers: workers::Registry::new(),
         }
     }
 }
@@ -338,6 +343,9 @@ impl Controller {
         tasks.spawn(watch(ctx.clone(), stop.clone()).instrument(info_span!("watch")));
         tasks.spawn(ingest::run(ctx.clone(), stop.clone()).instrument(info_span!("ingest")));
         tasks.spawn(resync(ctx.clone(), stop.clone()).instrument(info_span!("resync")));
+        tasks.spawn(
+            workers::listen(ctx.queue.clone(), ctx.cfg.workers.clone(), stop.clone()).instrument(info_span!("workers")),
+        );
         if let Some(events) = ctx.runtime.events() {
             tasks.spawn(runtime_events(ctx.clone(), events, stop.clone()).instrument(info_span!("runtime_events")));
         }

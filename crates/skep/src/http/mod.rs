@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod server;
 mod stack;
 mod swarm;
+mod workers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -87,6 +88,8 @@ struct Inner {
     /// Checks the file URLs this controller signs; `None`: `/files` serves
     /// nothing.
     file_key: Option<crate::files::FileKey>,
+    /// The workers heard from (filled while this process leads).
+    workers: crate::controller::workers::Registry,
     /// The last swarm overview and when it was read: every event stream
     /// shares it, so open dashboards do not multiply the Docker calls.
     swarm_overview: tokio::sync::Mutex<Option<(tokio::time::Instant, serde_json::Value)>>,
@@ -119,6 +122,10 @@ impl ApiState {
 
     pub(crate) fn paths(&self) -> &crate::paths::PathPolicy {
         &self.0.paths
+    }
+
+    pub(crate) fn workers(&self) -> &crate::controller::workers::Registry {
+        &self.0.workers
     }
 
     pub(crate) fn file_key(&self) -> Option<&crate::files::FileKey> {
@@ -162,6 +169,8 @@ pub struct ServerParts {
     /// The key of the file URLs the controller puts in tasks, if it signs
     /// any (`--file-url-base`).
     pub file_key: Option<crate::files::FileKey>,
+    /// The controller's registry of workers (`/api/workers`).
+    pub workers: crate::controller::workers::Registry,
 }
 
 /// What an admin token may do to the swarm beyond skep's own services.
@@ -181,6 +190,7 @@ fn api() -> openapi::Api {
     let api = openapi::Api::new();
     let api = jobs::routes(api);
     let api = events::routes(api);
+    let api = workers::routes(api);
     swarm::routes(api)
 }
 
@@ -212,6 +222,7 @@ fn components() -> serde_json::Map<String, serde_json::Value> {
     }
     m.extend(jobs::components());
     m.extend(swarm::components());
+    m.extend(workers::components());
     m
 }
 
@@ -256,6 +267,7 @@ pub fn router(parts: ServerParts) -> Router {
         )),
         shutdown: parts.shutdown,
         file_key: parts.file_key,
+        workers: parts.workers,
         swarm_overview: tokio::sync::Mutex::new(None),
     }));
     let api_router = api_router

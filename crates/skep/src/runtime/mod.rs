@@ -2,12 +2,14 @@
 //! production (a service per pool); local worker tasks in this process for
 //! `skep run`. The controller scales both the same way.
 
+pub mod external;
 mod local;
 pub mod swarm;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub use external::ExternalRuntime;
 pub use local::LocalRuntime;
 pub use swarm::SwarmRuntime;
 

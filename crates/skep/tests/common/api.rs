@@ -111,6 +111,7 @@ impl ApiServer {
             swarm_policy,
             shutdown: shutdown.clone(),
             file_key,
+            workers: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
