@@ -183,6 +183,19 @@ class Dashboard:
     def service_row(self, name: str):
         return self._visible(f'tr[data-service="{name}"]')
 
+    def workers(self) -> list[dict]:
+        return self.js(
+            """
+            return [...document.querySelectorAll('#workers tbody tr')].map((r) => ({
+              id: r.querySelector('[data-role="id"]').textContent,
+              pool: r.querySelector('[data-role="pool"]').textContent,
+              slots: r.querySelector('[data-role="slots"]').textContent,
+              done: Number(r.querySelector('[data-role="done"]').textContent),
+              stale: !r.querySelector('[data-role="stale"]').hidden,
+            }));
+            """
+        )
+
     def service_desired(self, name: str):
         return self.js(
             """
@@ -357,6 +370,15 @@ spec:
         if files.get("succeeded") != PAGES:
             raise Failure(f"the API says files {files}, want {PAGES} succeeded")
         check(f"job reached Succeeded; bar at {row['now']}/{row['max']}, API agrees ({files})", started)
+
+        started = time.monotonic()
+
+        def worker_listed():
+            listed = page.workers()
+            return any(w["done"] > 0 and not w["stale"] and w["slots"] == "1" for w in listed)
+
+        wait_until("the workers table to list the local worker with files done", 30, worker_listed)
+        check(f"the workers table lists {page.workers()}", started)
         if not shot_running:
             raise Failure("no screenshot could be taken while the job was running")
 

@@ -20,6 +20,7 @@ const state = {
   jobs: [],
   nodesById: new Map(),
   stream: { abort: null, timer: null, backoff: BACKOFF_MIN_MS, stall: null },
+  workersTimer: null,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -626,6 +627,58 @@ function renderSwarm(snap) {
   renderHealth(snap.error ? null : snap.health);
 }
 
+// ---------------------------------------------------------------- workers
+
+/** How often the workers table is read (it is not on the event stream). */
+const WORKERS_EVERY_MS = 5000;
+
+function createWorkerRow() {
+  return h("tr", {},
+    h("th", { scope: "row" },
+      h("div", { class: "name" }, h("span", { "data-role": "id" }),
+        h("span", { class: "badge", "data-tone": "warn", "data-role": "stale", hidden: true }, "stale")),
+      h("div", { class: "sub", "data-role": "node" })),
+    h("td", { "data-role": "pool" }),
+    h("td", { class: "num", "data-role": "slots" }),
+    h("td", { class: "num", "data-role": "reading" }),
+    h("td", { class: "num", "data-role": "done" }),
+    h("td", { class: "num", "data-role": "failed" }),
+    h("td", { "data-role": "seen" }));
+}
+
+function updateWorkerRow(row, w) {
+  setText(part(row, "id"), w.id);
+  part(row, "stale").hidden = !w.stale;
+  setText(part(row, "node"), `${w.node}${w.version ? ` · v${w.version}` : ""}`);
+  setText(part(row, "pool"), w.pool);
+  setText(part(row, "slots"), w.slots);
+  setText(part(row, "reading"), w.inFlight ?? 0);
+  setText(part(row, "done"), w.succeeded ?? 0);
+  setText(part(row, "failed"), w.failed ?? 0);
+  const ago = Math.max(0, (Date.now() - w.lastSeenMs) / 1000);
+  setText(part(row, "seen"), ago < 2 ? "just now" : `${duration(ago)} ago`);
+}
+
+function renderWorkers(list) {
+  const workers = Array.isArray(list) ? list : [];
+  syncRows($("#workers tbody"), workers, "worker", (w) => w.id, createWorkerRow, updateWorkerRow);
+  $("#workers-empty").hidden = workers.length > 0;
+  setText($("#workers-count"), workers.length ? workers.length : "");
+}
+
+async function pollWorkers() {
+  try {
+    renderWorkers(await api("GET", "/api/workers"));
+  } catch {
+    // NB: the next poll tries again; the connection line shows outages.
+  }
+}
+
+function stopWorkers() {
+  if (state.workersTimer) clearInterval(state.workersTimer);
+  state.workersTimer = null;
+}
+
 // ------------------------------------------------------------------- auth
 
 function showSignedIn(signedIn) {
@@ -638,16 +691,21 @@ function start() {
   showSignedIn(true);
   stopStream();
   follow();
+  stopWorkers();
+  pollWorkers();
+  state.workersTimer = setInterval(pollWorkers, WORKERS_EVERY_MS);
 }
 
 function signOut() {
   stopStream();
+  stopWorkers();
   state.token = null;
   state.jobs = [];
   sessionStorage.removeItem(TOKEN_KEY);
   for (const body of document.querySelectorAll("table tbody")) body.replaceChildren();
   renderJobs();
   renderSwarm({});
+  renderWorkers([]);
   setConnection("idle");
   setText($("#last-update"), "No update yet");
   showSignedIn(false);
