@@ -430,6 +430,11 @@ pub struct WorkerBeat {
     /// The last beat of a worker that is stopping.
     #[serde(default)]
     pub leaving: bool,
+    /// When the worker sent it (Unix milliseconds, its own clock); 0 when
+    /// unknown. A beat much older than its interval (read from a backlog)
+    /// says nothing about the worker now.
+    #[serde(default)]
+    pub sent_ms: i64,
 }
 
 impl WorkerBeat {
@@ -447,6 +452,7 @@ impl WorkerBeat {
             in_flight: 0,
             interval_ms,
             leaving: false,
+            sent_ms: 0,
         }
     }
 

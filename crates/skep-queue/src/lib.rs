@@ -36,7 +36,7 @@ pub const EPHEMERAL_SUFFIX: &str = ".beats";
 /// Most messages an ephemeral topic keeps (the oldest go first).
 pub const EPHEMERAL_MAX_MESSAGES: i64 = 10_000;
 /// How long an ephemeral topic keeps a message.
-pub const EPHEMERAL_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+pub const EPHEMERAL_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether `topic` is ephemeral (see [`EPHEMERAL_SUFFIX`]).
 pub fn is_ephemeral(topic: &str) -> bool {

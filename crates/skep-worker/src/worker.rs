@@ -142,6 +142,8 @@ struct Ctx {
     counters: Counters,
     /// Cancelled when the worker must stop retrying a result publish.
     hard_stop: CancellationToken,
+    /// Set once a failed heartbeat was logged as a warning.
+    beat_warned: std::sync::atomic::AtomicBool,
 }
 
 /// Runs until `shutdown` is cancelled, then drains (see the module docs).
@@ -155,23 +157,29 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
         cfg,
         counters: Counters::default(),
         hard_stop: CancellationToken::new(),
+        beat_warned: std::sync::atomic::AtomicBool::new(false),
     });
     let slots = ctx.cfg.slots;
     let (free_tx, mut free_rx) = mpsc::channel::<OcrSlot>(slots);
     for i in 0..slots {
         let _ = free_tx.try_send(OcrSlot::new(format!("{}-{i}", ctx.cfg.id)));
     }
+    // NB: aborted when dropped: a worker future dropped mid-run (aborted
+    // by its owner) stops beating too.
     let beats = ctx.cfg.beat_interval.map(|every| {
         let (ctx, stop) = (ctx.clone(), shutdown.clone());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
+            // NB: a tick per interval whatever a publish took, so a slow
+            // broker does not stretch the period into looking stale.
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                beat(&ctx, every, false).await;
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = ticks.tick() => beat(&ctx, every, false).await,
                 }
             }
-        })
+        }))
     });
     let mut tasks = JoinSet::new();
     let mut sub: Option<Box<dyn Subscription>> = None;
@@ -229,13 +237,13 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
         let span = info_span!("task", worker = %ctx.cfg.id, delivery = %delivery.id);
         ctx.cfg.observer.task_started();
         let ended = TaskEnded(ctx.cfg.observer.clone());
-        ctx.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        let counted = InFlight::start(ctx.clone());
         tasks.spawn(
             async move {
                 let _ended = ended;
+                let _counted = counted;
                 let mut slot = slot;
                 process(&ctx, delivery, &mut slot).await;
-                ctx.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let _ = free_tx.send(slot).await;
             }
             .instrument(span),
@@ -244,6 +252,16 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
 
     // Stop receiving before draining, so nothing new arrives.
     drop(sub);
+    // NB: the last beat goes now, before the drain: this worker takes no
+    // new task, so the controller stops counting its slots at once. The
+    // beat loop is stopped first, so no regular beat can follow it.
+    if let Some(mut beats) = beats {
+        beats.0.abort();
+        let _ = (&mut beats.0).await;
+        if let Some(every) = ctx.cfg.beat_interval {
+            beat(&ctx, every, true).await;
+        }
+    }
     let in_flight = tasks.len() as u64;
     let grace = ctx.cfg.stop_grace;
     let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
@@ -256,14 +274,6 @@ pub async fn run(queue: Arc<dyn TaskQueue>, cfg: WorkerConfig, shutdown: Cancell
         ctx.hard_stop.cancel();
         // NB: aborting drops each task's Delivery unsettled, which requeues it.
         tasks.shutdown().await;
-    }
-    if let Some(beats) = beats {
-        beats.abort();
-        // NB: the last beat says the worker is gone, so that the controller
-        // stops counting its slots at once.
-        if let Some(every) = ctx.cfg.beat_interval {
-            beat(&ctx, every, true).await;
-        }
     }
     let report = WorkerReport {
         succeeded: ctx.counters.succeeded.load(Ordering::Relaxed),
@@ -284,6 +294,9 @@ async fn beat(ctx: &Ctx, every: Duration, leaving: bool) {
         failed: ctx.counters.failed.load(Ordering::Relaxed),
         in_flight: u32::try_from(ctx.counters.in_flight.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
         leaving,
+        sent_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
         ..skep_api::WorkerBeat::new(
             &ctx.cfg.id,
             &ctx.cfg.node,
@@ -293,10 +306,46 @@ async fn beat(ctx: &Ctx, every: Duration, leaving: bool) {
         )
     };
     let body = Bytes::from(beat.encode());
-    match tokio::time::timeout(every, ctx.queue.publish(skep_api::WORKERS_TOPIC, vec![body])).await {
+    let limit = every.min(BEAT_PUBLISH_TIMEOUT);
+    match tokio::time::timeout(limit, ctx.queue.publish(skep_api::WORKERS_TOPIC, vec![body])).await {
         Ok(Ok(())) => {}
+        // NB: the first failure is a warning (a broker refusing the beats
+        // queue hides this worker from the controller's window and list),
+        // later ones are quiet.
+        Ok(Err(error)) if !ctx.beat_warned.swap(true, Ordering::Relaxed) => {
+            warn!(%error, "a heartbeat was not published; the controller will not count this worker's slots")
+        }
         Ok(Err(error)) => debug!(%error, "a heartbeat was not published"),
         Err(_) => debug!("a heartbeat was not published in time"),
+    }
+}
+
+/// Longest wait for one heartbeat's publish.
+const BEAT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Counts a task as being read while it lives, however it ends (aborted
+/// at the end of the stop grace included).
+struct InFlight(Arc<Ctx>);
+
+impl InFlight {
+    fn start(ctx: Arc<Ctx>) -> Self {
+        ctx.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(ctx)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -207,6 +207,11 @@ fn failure_policy_exceeded(job: &BulkJob, c: &FileCounts) -> Option<String> {
 
 fn merge_nodes(into: &mut Vec<String>, nodes: &[String]) {
     for n in nodes {
+        // NB: bounded: the names come from the runtime, and with outside
+        // workers from their heartbeats.
+        if into.len() >= super::workers::MAX_NODES {
+            break;
+        }
         if !into.contains(n) {
             into.push(n.clone());
         }

@@ -21,6 +21,16 @@ use tokio_util::sync::CancellationToken;
 
 /// Beats missed before a worker is stale.
 const MISSED_BEATS: u64 = 3;
+/// The beat interval a worker may claim, clamped into this range (so that
+/// a worker goes stale within three minutes whatever it says).
+const MIN_INTERVAL_MS: u64 = 1_000;
+const MAX_INTERVAL_MS: u64 = 60_000;
+/// Most slots one worker counts for (a beat saying more is clamped).
+pub const MAX_SLOTS: u32 = 256;
+/// Longest id, node, pool or version kept from a beat.
+const MAX_FIELD: usize = 253;
+/// Largest beat read; a bigger message is dropped unread.
+const MAX_BEAT_BYTES: usize = 4096;
 /// How long a stale worker stays listed.
 const FORGET_AFTER_MS: i64 = 600_000;
 /// Most workers kept: beats from more are dropped (a bound on memory
@@ -50,9 +60,24 @@ struct Seen {
 
 impl Seen {
     fn stale(&self, now_ms: i64) -> bool {
-        let grace = self.beat.interval_ms.clamp(1_000, 300_000).saturating_mul(MISSED_BEATS);
-        now_ms - self.at_ms > grace as i64
+        now_ms - self.at_ms > grace_ms(&self.beat)
     }
+}
+
+/// How long after a beat its worker is live.
+fn grace_ms(beat: &WorkerBeat) -> i64 {
+    (beat.interval_ms.clamp(MIN_INTERVAL_MS, MAX_INTERVAL_MS) * MISSED_BEATS) as i64
+}
+
+/// A beat fit to keep: its names short and printable, its slots bounded;
+/// `None` for one that is not.
+fn sane(mut beat: WorkerBeat) -> Option<WorkerBeat> {
+    let ok = |s: &str| !s.is_empty() && s.len() <= MAX_FIELD && s.chars().all(|c| !c.is_control());
+    if !ok(&beat.id) || !ok(&beat.node) || !ok(&beat.pool) || beat.version.len() > MAX_FIELD {
+        return None;
+    }
+    beat.slots = beat.slots.clamp(1, MAX_SLOTS);
+    Some(beat)
 }
 
 /// The last beat of every worker heard from. Cheap to clone.
@@ -68,8 +93,17 @@ impl Registry {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a beat heard at `now_ms`.
+    /// Records a beat heard at `now_ms`. A beat with oversized or empty
+    /// names is dropped; one sent longer ago than its worker's grace (a
+    /// backlog read by a controller that just started) is dropped too,
+    /// unless it says the worker left.
     pub fn record(&self, beat: WorkerBeat, now_ms: i64) {
+        let Some(beat) = sane(beat) else {
+            return;
+        };
+        if !beat.leaving && beat.sent_ms > 0 && now_ms - beat.sent_ms > grace_ms(&beat) {
+            return;
+        }
         let mut map = self.lock();
         map.retain(|_, s| now_ms - s.at_ms <= FORGET_AFTER_MS);
         if beat.leaving {
@@ -103,17 +137,22 @@ impl Registry {
     pub fn live(&self, pool: &str, now_ms: i64) -> Live {
         let map = self.lock();
         let mut live = Live::default();
+        let mut nodes = std::collections::BTreeSet::new();
         for s in map.values().filter(|s| s.beat.pool == pool && !s.stale(now_ms)) {
             live.workers += 1;
             live.slots = live.slots.saturating_add(u64::from(s.beat.slots));
-            if !live.nodes.contains(&s.beat.node) {
-                live.nodes.push(s.beat.node.clone());
+            if nodes.len() < MAX_NODES {
+                nodes.insert(s.beat.node.clone());
             }
         }
-        live.nodes.sort();
+        live.nodes = nodes.into_iter().collect();
         live
     }
 }
+
+/// Most node names a pool's live workers report (what a job's
+/// `status.nodesUsed` may gain from them).
+pub const MAX_NODES: usize = 256;
 
 /// A pool's live workers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -142,6 +181,11 @@ pub async fn listen(queue: Arc<dyn TaskQueue>, registry: Registry, stop: Cancell
                         d = sub.next() => d,
                     };
                     let Some(d) = delivery else { break };
+                    if d.body.len() > MAX_BEAT_BYTES {
+                        tracing::debug!(bytes = d.body.len(), "a heartbeat too large to read");
+                        let _ = d.ack().await;
+                        continue;
+                    }
                     match WorkerBeat::decode(&d.body) {
                         Ok(beat) => registry.record(beat, chrono::Utc::now().timestamp_millis()),
                         Err(WireError::Version { found }) => {
@@ -212,6 +256,41 @@ mod tests {
         );
         assert_eq!(r.live("p", 1_000).workers, 0);
         assert!(r.list(1_000).is_empty());
+    }
+
+    #[test]
+    fn hostile_or_stale_beats_are_dropped_and_slots_clamped() {
+        let r = Registry::new();
+        let long = "x".repeat(MAX_FIELD + 1);
+        for bad in [
+            WorkerBeat::new(&long, "n", "p", 1, 10_000),
+            WorkerBeat::new("a", &long, "p", 1, 10_000),
+            WorkerBeat::new("a", "n", &long, 1, 10_000),
+            WorkerBeat::new("", "n", "p", 1, 10_000),
+            WorkerBeat::new("a\u{7}", "n", "p", 1, 10_000),
+            WorkerBeat {
+                version: long.clone(),
+                ..WorkerBeat::new("a", "n", "p", 1, 10_000)
+            },
+        ] {
+            r.record(bad, 0);
+        }
+        assert!(r.list(0).is_empty());
+        r.record(WorkerBeat::new("big", "n", "p", 1_000_000, 10_000), 0);
+        assert_eq!(r.live("p", 0).slots, u64::from(MAX_SLOTS));
+        // Sent 40 s before it was read (a backlog): says nothing of now.
+        r.record(
+            WorkerBeat {
+                sent_ms: 60_000,
+                ..WorkerBeat::new("old", "n", "q", 1, 10_000)
+            },
+            100_000,
+        );
+        assert_eq!(r.live("q", 100_000).workers, 0);
+        // A worker claiming a beat an hour apart is stale within 3 minutes.
+        r.record(WorkerBeat::new("slow", "n", "s", 1, 3_600_000), 0);
+        assert_eq!(r.live("s", 170_000).workers, 1);
+        assert_eq!(r.live("s", 181_000).workers, 0);
     }
 
     #[test]
