@@ -457,7 +457,8 @@ async fn read_file(ctx: &Ctx, task: &TaskMessage, slot: &mut OcrSlot) -> Result<
     // NB: a worker that cannot see the job's staging folder stages into a
     // folder of its own, removed when this ends however it ends (a task
     // aborted at the end of the stop grace included), then uploads.
-    let local_root = if fetch::stage_remotely(ctx.cfg.file_access, task) && request.staging.is_some() {
+    // NB: only with a staging folder in the task (`stage_remotely` checks).
+    let local_root = if fetch::stage_remotely(ctx.cfg.file_access, task) {
         let made = std::fs::create_dir_all(&ctx.cfg.fetch_dir).and_then(|()| {
             tempfile::Builder::new()
                 .prefix("skep-stage-")

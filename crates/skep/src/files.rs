@@ -304,10 +304,6 @@ impl FileUrls {
         })
     }
 
-    pub fn key(&self) -> &FileKey {
-        &self.key
-    }
-
     /// The URL a worker uploads a delivery's staged files to: new folders
     /// `prefix…` of the staging folder of job `job` in `output`, until
     /// `expires`. The worker appends `&name=FOLDER&file=FILE`.

@@ -74,7 +74,7 @@ impl SafeDir {
     /// Where this folder really is (the kernel's name of the open folder,
     /// whatever was swapped on the way since).
     pub fn real_path(&self) -> std::io::Result<PathBuf> {
-        std::fs::read_link(through_fd(self.fd.as_raw_fd()))
+        real_path_of(&self.fd)
     }
 
     /// The folder `name` in this one, created if missing, never through a
@@ -209,6 +209,11 @@ pub fn fd_path(file: &File) -> PathBuf {
 
 /// `/proc/PID/fd/N` of this process: `self` would mean a helper process's
 /// own table when a helper reads it (descriptors are not inherited).
+/// Where an open file or folder really is: the kernel's name for it.
+pub fn real_path_of(fd: &impl AsRawFd) -> std::io::Result<PathBuf> {
+    std::fs::read_link(through_fd(fd.as_raw_fd()))
+}
+
 fn through_fd(fd: std::os::fd::RawFd) -> PathBuf {
     PathBuf::from(format!("/proc/{}/fd/{fd}", std::process::id()))
 }

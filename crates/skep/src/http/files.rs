@@ -15,8 +15,8 @@
 //! the output folder stages for a delivery (artefacts, a long text).
 
 use std::io::SeekFrom;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use super::ApiState;
 use super::error::ApiError;
 use crate::controller::landing::STAGING_DIR;
-use crate::controller::safe_fs::SafeDir;
+use crate::controller::safe_fs::{self, SafeDir};
 use crate::files::{FileQuery, RangeAsk, Refusal, StageQuery, parse_range};
 use crate::paths::PathPolicy;
 
@@ -50,10 +50,7 @@ pub(super) async fn serve(
 ) -> Response {
     let metrics = state.metrics().clone();
     let Some(key) = state.file_key() else {
-        return ApiError::NotFound(
-            "this controller serves no files (start it with --file-url-base to sign file URLs)".to_owned(),
-        )
-        .into_response();
+        return no_key("serves no files", "file URLs");
     };
     let query = FileQuery::parse(raw.as_deref().unwrap_or(""));
     let granted = match key.verify(&query, chrono::Utc::now().timestamp()) {
@@ -133,13 +130,16 @@ pub(super) async fn serve(
         .unwrap_or_else(|e| internal(e.to_string()))
 }
 
-fn internal(message: String) -> Response {
-    ApiError::Internal(message).into_response()
+/// 404 from a controller that signs no URLs.
+fn no_key(what: &str, urls: &str) -> Response {
+    ApiError::NotFound(format!(
+        "this controller {what} (start it with --file-url-base to sign {urls})"
+    ))
+    .into_response()
 }
 
-/// Where the open descriptor really is.
-fn real_path(fd: &impl AsRawFd) -> std::io::Result<PathBuf> {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+fn internal(message: String) -> Response {
+    ApiError::Internal(message).into_response()
 }
 
 /// Opens `rel` (`/`-separated) below the source folder `root`: folder by
@@ -199,7 +199,7 @@ fn open_source_file(
         }
         rustix::fs::openat(&dir, *last, file_flags | OFlags::NOFOLLOW, Mode::empty()).map_err(io_error)?
     };
-    let real = real_path(&fd).map_err(|e| {
+    let real = safe_fs::real_path_of(&fd).map_err(|e| {
         (
             "error",
             ApiError::Internal(format!("cannot tell where {rel} is: {}", e.kind())),
@@ -261,10 +261,7 @@ impl Drop for Pending {
 pub(super) async fn receive(State(state): State<ApiState>, RawQuery(raw): RawQuery, body: Body) -> Response {
     let metrics = state.metrics().clone();
     let Some(key) = state.file_key() else {
-        return ApiError::NotFound(
-            "this controller takes no staged files (start it with --file-url-base to sign upload URLs)".to_owned(),
-        )
-        .into_response();
+        return no_key("takes no staged files", "upload URLs");
     };
     let query = StageQuery::parse(raw.as_deref().unwrap_or(""));
     let grant = match key.verify_stage(&query, chrono::Utc::now().timestamp()) {
