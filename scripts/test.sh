@@ -16,6 +16,7 @@ mkdir -p "$work"
 cleanup() {
   scripts/mongo-test-server.sh stop "$work/nx" >/dev/null 2>&1 || true
   scripts/rabbitmq-test-server.sh stop "$work/rabbitmq" >/dev/null 2>&1 || true
+  scripts/s3-test-server.sh stop "$work/s3" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -28,6 +29,11 @@ export SKEP_TEST_NX_URI
 # PORT..PORT+12) for the AMQP queue suite.
 SKEP_TEST_AMQP_URL="$(scripts/rabbitmq-test-server.sh start "$work/rabbitmq" "${SKEP_TEST_AMQP_PORT:-5800}")"
 export SKEP_TEST_AMQP_URL
+
+# The object-storage tests' S3 server: "ENDPOINT ACCESS_KEY SECRET_KEY", then
+# the folder its buckets live in.
+s3_line="$(scripts/s3-test-server.sh start "$work/s3" "${SKEP_TEST_S3_PORT:-9400}")"
+export SKEP_TEST_S3="$s3_line $work/s3/data"
 
 # A single-node swarm and the images, for the swarm runtime suite and the
 # end-to-end test (no registry needed: see scripts/build-images.sh).

@@ -196,6 +196,7 @@ impl BulkJobSpec {
         Self {
             source: SourceSpec {
                 path: path.into(),
+                url: None,
                 recursive: true,
                 include: Vec::new(),
                 exclude: Vec::new(),
@@ -218,14 +219,22 @@ impl BulkJobSpec {
     }
 }
 
-/// Where the files are. Every node that runs workers must see the folder at
-/// the same path (a shared volume, NFS or SMB mount).
+/// Where the files are: a folder (`path`) or an object-storage prefix
+/// (`url`), exactly one of them. Workers read a folder's files at the same
+/// path where they see it (a shared mount), else through the controller's
+/// signed URLs; an object's through a presigned URL.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceSpec {
     /// Folder to scan. `skep apply` and `skep run` resolve a relative path
     /// against the folder of the YAML file.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// `s3://BUCKET/PREFIX`: the objects under the prefix (taken as a
+    /// folder: `s3://b/scans` lists `scans/...`). Endpoint, region and
+    /// credentials are the controller's (`--s3-*`), never the job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Descend into subfolders.
     #[serde(default = "default_true")]
     pub recursive: bool,

@@ -9,11 +9,13 @@
 pub mod formats;
 mod job;
 mod message;
+mod object_url;
 mod parse;
 mod validate;
 
 pub use job::*;
 pub use message::*;
+pub use object_url::{MAX_KEY_BYTES, ObjectUrl, check_key};
 pub use parse::{MAX_DEPTH, ParseError, check_depth, parse_job};
 pub use validate::{FieldError, ValidationErrors, is_dns_label, validate_job};
 

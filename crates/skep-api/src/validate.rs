@@ -93,9 +93,22 @@ pub fn validate_job(job: &BulkJob) -> Result<(), ValidationErrors> {
     }
 
     let s = &job.spec;
-    e.check(!s.source.path.trim().is_empty(), "spec.source.path", || {
-        "is required".to_owned()
-    });
+    match &s.source.url {
+        None => e.check(!s.source.path.trim().is_empty(), "spec.source.path", || {
+            "is required (or spec.source.url)".to_owned()
+        }),
+        Some(url) => {
+            e.check(s.source.path.is_empty(), "spec.source", || {
+                "path and url are exclusive: name one".to_owned()
+            });
+            if let Err(err) = crate::ObjectUrl::parse(url) {
+                e.0.push(FieldError {
+                    path: "spec.source.url".to_owned(),
+                    message: err,
+                });
+            }
+        }
+    }
     for (field, globs) in [("include", &s.source.include), ("exclude", &s.source.exclude)] {
         for (i, g) in globs.iter().enumerate() {
             if let Err(err) = globset::Glob::new(g) {
@@ -259,6 +272,21 @@ mod tests {
                 "spec.maxAttempts"
             ]
         );
+    }
+
+    #[test]
+    fn source_is_a_path_or_an_object_url() {
+        let mut j = job();
+        j.spec.source.url = Some("s3://scans/2024".into());
+        assert_eq!(errors(&j), vec!["spec.source: path and url are exclusive: name one"]);
+        j.spec.source.path = String::new();
+        assert!(errors(&j).is_empty());
+        j.spec.source.url = Some("s3://Scans".into());
+        let errs = errors(&j);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("spec.source.url: "), "{errs:?}");
+        j.spec.source.url = None;
+        assert_eq!(errors(&j), vec!["spec.source.path: is required (or spec.source.url)"]);
     }
 
     #[test]

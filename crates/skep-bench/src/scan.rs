@@ -173,6 +173,7 @@ fn ensure_tree(dir: &Path, files: usize) -> Result<bool> {
 fn time_skep(dir: &Path, files: usize) -> Result<Duration> {
     let source = SourceSpec {
         path: dir.display().to_string(),
+        url: None,
         recursive: true,
         include: Vec::new(),
         exclude: Vec::new(),

@@ -88,7 +88,22 @@ pub enum Source<'a> {
 /// Chooses between the task's path and URL.
 pub fn source(access: FileAccess, task: &TaskMessage) -> Result<Source<'_>, OcrError> {
     let path = Path::new(&task.path);
+    // NB: a task of an object-storage source names its object
+    // (`s3://BUCKET/KEY`), never a file of this host.
+    let local = path.is_absolute();
     match (access, task.url.as_deref()) {
+        (FileAccess::Path, _) | (FileAccess::Auto, None) if !local => Err(OcrError::new(
+            FailureReason::Unreadable,
+            format!(
+                "{} is not a path on this host and the task has no URL for it{}",
+                task.path,
+                if access == FileAccess::Path {
+                    " (this worker reads paths only: --file-access path)"
+                } else {
+                    ""
+                }
+            ),
+        )),
         (FileAccess::Path, _) | (FileAccess::Auto, None) => Ok(Source::Path(path)),
         (FileAccess::Url, Some(url)) => Ok(Source::Url(url)),
         (FileAccess::Url, None) => Err(OcrError::new(
@@ -99,7 +114,7 @@ pub fn source(access: FileAccess, task: &TaskMessage) -> Result<Source<'_>, OcrE
         (FileAccess::Auto, Some(url)) => {
             // NB: a file that is there is read in place, zero copy; anything
             // else (no mount, a folder, a broken link) goes through the URL.
-            if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            if local && std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
                 Ok(Source::Path(path))
             } else {
                 Ok(Source::Url(url))

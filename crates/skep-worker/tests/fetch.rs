@@ -232,6 +232,21 @@ fn the_access_mode_picks_the_path_or_the_url() {
     let e = fetch::source(FileAccess::Url, &task(&here, None)).expect_err("no url");
     assert_eq!(e.reason, FailureReason::Unreadable);
     assert!(e.message.contains("--file-url-base"), "{}", e.message);
+
+    // An object's task names it (`s3://B/KEY`), never a file of this host.
+    let object = |url: Option<&str>| TaskMessage {
+        url: url.map(str::to_owned),
+        ..TaskMessage::for_file("j", "u", 0, "s3://bucket/k.png")
+    };
+    assert!(is_url(fetch::source(
+        FileAccess::Auto,
+        &object(Some("http://s3/presigned"))
+    )));
+    let e = fetch::source(FileAccess::Path, &object(Some("http://s3/presigned"))).expect_err("not a path");
+    assert_eq!(e.reason, FailureReason::Unreadable);
+    assert!(e.message.contains("--file-access path"), "{}", e.message);
+    let e = fetch::source(FileAccess::Auto, &object(None)).expect_err("no URL");
+    assert!(e.message.contains("s3://bucket/k.png"), "{}", e.message);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod files;
 pub mod http;
 pub mod metrics;
+pub mod objects;
 pub mod paths;
 pub mod runtime;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Which folders a controller may read and write for jobs:
 //! `skep controller --allow-path DIR` (repeatable; `SKEP_ALLOW_PATHS`,
-//! colon-separated). A job's source and output must lie under one of them
+//! colon-separated), and which object-storage prefixes
+//! (`--allow-s3 s3://BUCKET[/PREFIX]`). A job's source and output must lie under one of them
 //! once `.`/`..` and symlinks are resolved; otherwise the API refuses it at
 //! apply (400) and the controller fails it (`PathNotAllowed`) without
 //! touching the path. `skep run` (the user's own process) allows any path.
@@ -11,16 +12,16 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use skep_api::BulkJob;
+use skep_api::{BulkJob, ObjectUrl};
 
 /// Where jobs may point.
 #[derive(Clone, Debug)]
 pub enum PathPolicy {
     /// Anywhere (`skep run`, `--allow-any-path`).
     Any,
-    /// Under one of these folders (resolved when the controller starts). An
-    /// empty list allows nothing.
-    Under(Arc<Vec<PathBuf>>),
+    /// Under one of these folders (resolved when the controller starts) or
+    /// object prefixes. Empty lists allow nothing.
+    Under(Arc<Vec<PathBuf>>, Arc<Vec<ObjectUrl>>),
 }
 
 /// A path outside the allowed folders; the message names the field.
@@ -42,13 +43,37 @@ impl PathPolicy {
             }
             resolved.push(c);
         }
-        Ok(PathPolicy::Under(Arc::new(resolved)))
+        Ok(PathPolicy::Under(Arc::new(resolved), Arc::default()))
+    }
+
+    /// This policy, also allowing the objects under `prefixes`.
+    pub fn with_objects(self, prefixes: Vec<ObjectUrl>) -> Self {
+        match self {
+            PathPolicy::Any => PathPolicy::Any,
+            PathPolicy::Under(dirs, _) => PathPolicy::Under(dirs, Arc::new(prefixes)),
+        }
+    }
+
+    /// Checks an object-storage URL of a job.
+    pub fn check_object(&self, field: &str, url: &ObjectUrl) -> Result<(), PathRefused> {
+        let PathPolicy::Under(_, allowed) = self else {
+            return Ok(());
+        };
+        if allowed.iter().any(|a| a.covers(url)) {
+            return Ok(());
+        }
+        Err(PathRefused(if allowed.is_empty() {
+            format!("{field}: this controller allows no object storage (start it with --allow-s3 s3://BUCKET/PREFIX)")
+        } else {
+            let list = allowed.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+            format!("{field}: {url} is not under a prefix this controller allows ({list})")
+        }))
     }
 
     /// Checks one path of a job. Reads the filesystem (symlinks): call it
     /// off the async threads.
     pub fn check(&self, field: &str, path: &Path) -> Result<(), PathRefused> {
-        let PathPolicy::Under(roots) = self else {
+        let PathPolicy::Under(roots, _) = self else {
             return Ok(());
         };
         let refused = || {
@@ -80,7 +105,7 @@ impl PathPolicy {
     pub fn allows_real(&self, real: &Path) -> bool {
         match self {
             PathPolicy::Any => true,
-            PathPolicy::Under(roots) => real.is_absolute() && roots.iter().any(|r| real.starts_with(r)),
+            PathPolicy::Under(roots, _) => real.is_absolute() && roots.iter().any(|r| real.starts_with(r)),
         }
     }
 
@@ -88,7 +113,13 @@ impl PathPolicy {
     /// the controller's own choice for jobs that name none, always
     /// allowed).
     pub fn check_job(&self, job: &BulkJob) -> Result<(), PathRefused> {
-        self.check("spec.source.path", Path::new(&job.spec.source.path))?;
+        match &job.spec.source.url {
+            Some(url) => {
+                let url = ObjectUrl::parse(url).map_err(|e| PathRefused(format!("spec.source.url: {e}")))?;
+                self.check_object("spec.source.url", &url)?;
+            }
+            None => self.check("spec.source.path", Path::new(&job.spec.source.path))?,
+        }
         if let Some(out) = &job.spec.output.path {
             self.check("spec.output.path", Path::new(out))?;
         }
@@ -176,5 +207,26 @@ mod tests {
         PathPolicy::Any.check("f", Path::new("/etc")).unwrap();
         assert!(PathPolicy::under(&[PathBuf::from("rel")]).is_err());
         assert!(PathPolicy::under(&[PathBuf::from("/nonexistent/skep-root")]).is_err());
+    }
+
+    #[test]
+    fn object_prefixes_are_allowed_by_prefix_and_bucket() {
+        let u = |s: &str| ObjectUrl::parse(s).unwrap();
+        let p = PathPolicy::under(&[]).unwrap().with_objects(vec![u("s3://scans/2024")]);
+        p.check_object("f", &u("s3://scans/2024/may")).unwrap();
+        p.check_object("f", &u("s3://scans/2024")).unwrap();
+        let e = p.check_object("f", &u("s3://scans/2025")).unwrap_err();
+        assert!(e.0.contains("not under a prefix"), "{e}");
+        p.check_object("f", &u("s3://scans")).unwrap_err();
+        p.check_object("f", &u("s3://other/2024")).unwrap_err();
+        let none = PathPolicy::under(&[]).unwrap();
+        let e = none.check_object("f", &u("s3://scans")).unwrap_err();
+        assert!(e.0.contains("--allow-s3"), "{e}");
+        PathPolicy::Any.check_object("f", &u("s3://scans")).unwrap();
+        let mut job = BulkJob::new("j", skep_api::BulkJobSpec::for_path(""));
+        job.spec.source.url = Some("s3://scans/2024/x".into());
+        p.check_job(&job).unwrap();
+        job.spec.source.url = Some("s3://scans/x".into());
+        assert!(p.check_job(&job).unwrap_err().0.starts_with("spec.source.url: "));
     }
 }

@@ -52,7 +52,7 @@ pub fn load_job_file(path: &Path) -> Result<BulkJob, LoadError> {
     Ok(job)
 }
 
-/// Makes `source.path` and `output.path` absolute against `base`; an
+/// Makes `source.path` (when set) and `output.path` absolute against `base`; an
 /// unset output path becomes `<base>/skep-output/<name>`.
 pub fn resolve_paths(job: &mut BulkJob, base: &Path) {
     let abs = |p: &str| -> String {
@@ -63,7 +63,11 @@ pub fn resolve_paths(job: &mut BulkJob, base: &Path) {
             .to_string_lossy()
             .into_owned()
     };
-    job.spec.source.path = abs(&job.spec.source.path);
+    // NB: an object source has no path; an empty one stays empty, for
+    // validation to name whichever is missing.
+    if !job.spec.source.path.is_empty() {
+        job.spec.source.path = abs(&job.spec.source.path);
+    }
     let out = match &job.spec.output.path {
         Some(p) => abs(p),
         None => abs(&format!("skep-output/{}", job.metadata.name)),

@@ -142,6 +142,8 @@ pub struct RunArgs {
     pub workers: Option<u32>,
     #[command(flatten)]
     pub queue: QueueArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -181,6 +183,8 @@ pub struct ControllerArgs {
     pub paths: PathArgs,
     #[command(flatten)]
     pub files: FileUrlArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Seconds between full resyncs.
     #[arg(long, env = "SKEP_RESYNC_SECONDS", default_value_t = crate::controller::DEFAULT_RESYNC.as_secs())]
     pub resync_seconds: u64,
@@ -355,11 +359,97 @@ pub struct PathArgs {
     /// failed by the controller (PathNotAllowed) without being touched.
     #[arg(long = "allow-path", env = "SKEP_ALLOW_PATHS", value_delimiter = ':')]
     pub allow_paths: Vec<PathBuf>,
+    /// An object-storage prefix jobs may use as source, s3://BUCKET[/PREFIX]
+    /// (repeat; SKEP_ALLOW_S3 takes a comma-separated list). Other buckets
+    /// the controller's keys can read stay out of jobs' reach.
+    #[arg(long = "allow-s3", env = "SKEP_ALLOW_S3", value_delimiter = ',', value_parser = parse_object_url)]
+    pub allow_s3: Vec<skep_api::ObjectUrl>,
     /// Let jobs use any folder this process can reach, as root if it runs
-    /// as root: only where every admin token holder may read and write the
-    /// whole host.
-    #[arg(long, env = "SKEP_ALLOW_ANY_PATH", conflicts_with = "allow_paths")]
+    /// as root, and any bucket its keys can read: only where every admin
+    /// token holder may read and write the whole host.
+    #[arg(long, env = "SKEP_ALLOW_ANY_PATH", conflicts_with_all = ["allow_paths", "allow_s3"])]
     pub allow_any_path: bool,
+}
+
+fn parse_object_url(s: &str) -> Result<skep_api::ObjectUrl, String> {
+    skep_api::ObjectUrl::parse(s)
+}
+
+/// How the controller reaches object storage, for `s3://` sources. Keys
+/// come from files (Docker secrets) or the AWS_* environment, never from
+/// a job.
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// Endpoint of an S3-compatible server (e.g. http://minio:9000);
+    /// default AWS S3 in --s3-region. An endpoint means path-style
+    /// requests (http://HOST/BUCKET/KEY) unless --s3-virtual-hosted.
+    #[arg(long, env = "SKEP_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Region (AWS_REGION when unset, else us-east-1).
+    #[arg(long, env = "SKEP_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// File holding the access key id (else AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "SKEP_S3_ACCESS_KEY_ID_FILE")]
+    pub s3_access_key_id_file: Option<PathBuf>,
+    /// File holding the secret access key (else AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "SKEP_S3_SECRET_ACCESS_KEY_FILE")]
+    pub s3_secret_access_key_file: Option<PathBuf>,
+    /// Bucket in the host name (BUCKET.HOST) with an --s3-endpoint.
+    #[arg(long, env = "SKEP_S3_VIRTUAL_HOSTED")]
+    pub s3_virtual_hosted: bool,
+}
+
+impl S3Args {
+    /// The object stores: none when no keys are given.
+    pub fn stores(&self) -> Result<crate::objects::ObjectStores, CliError> {
+        use crate::objects::secret;
+        let id = secret(
+            self.s3_access_key_id_file.as_ref(),
+            "AWS_ACCESS_KEY_ID",
+            "--s3-access-key-id-file",
+        )
+        .map_err(CliError::invalid)?;
+        let key = secret(
+            self.s3_secret_access_key_file.as_ref(),
+            "AWS_SECRET_ACCESS_KEY",
+            "--s3-secret-access-key-file",
+        )
+        .map_err(CliError::invalid)?;
+        let (id, key) = match (id, key) {
+            (Some(id), Some(key)) => (id, key),
+            (None, None) if self.s3_endpoint.is_none() => return Ok(crate::objects::ObjectStores::none()),
+            _ => {
+                return Err(CliError::invalid(
+                    "object storage needs both an access key id and a secret access key \
+                     (--s3-access-key-id-file and --s3-secret-access-key-file, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                ));
+            }
+        };
+        if let Some(e) = &self.s3_endpoint {
+            let parsed = url::Url::parse(e).map_err(|err| CliError::invalid(format!("--s3-endpoint: {err}")))?;
+            if !matches!(parsed.scheme(), "http" | "https")
+                || !parsed.username().is_empty()
+                || parsed.password().is_some()
+            {
+                return Err(CliError::invalid(
+                    "--s3-endpoint: an http:// or https:// URL with no credentials in it",
+                ));
+            }
+        }
+        let region = self
+            .s3_region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        Ok(crate::objects::ObjectStores::new(crate::objects::S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region,
+            access_key_id: id,
+            secret_access_key: key,
+            session_token: std::env::var("AWS_SESSION_TOKEN").ok().filter(|t| !t.is_empty()),
+            virtual_hosted: self.s3_endpoint.is_none() || self.s3_virtual_hosted,
+        }))
+    }
 }
 
 impl PathArgs {
@@ -383,7 +473,9 @@ impl PathArgs {
                  give --allow-path DIR (or SKEP_ALLOW_PATHS) for the folders jobs may use"
             );
         }
-        crate::paths::PathPolicy::under(&roots).map_err(|e| CliError::invalid(format!("--allow-path: {e}")))
+        Ok(crate::paths::PathPolicy::under(&roots)
+            .map_err(|e| CliError::invalid(format!("--allow-path: {e}")))?
+            .with_objects(self.allow_s3.clone()))
     }
 }
 

@@ -113,7 +113,10 @@ pub fn describe(job: &BulkJob) {
         println!("Deleting:      since {t}");
     }
     println!("Phase:         {}", s.phase);
-    println!("Source:        {}", job.spec.source.path);
+    println!(
+        "Source:        {}",
+        job.spec.source.url.as_deref().unwrap_or(&job.spec.source.path)
+    );
     println!(
         "Output:        {}",
         job.spec.output.path.as_deref().unwrap_or("(controller default)")

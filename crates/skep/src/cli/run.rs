@@ -61,6 +61,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
              give --queue amqp://… or nsq://… for workers started elsewhere, or at least 1 worker",
         ));
     }
+    let objects = args.s3.stores()?;
     let store = open_store(global).await?;
     let applied = store.apply_job(job).await?;
     let name = applied.job.name().to_owned();
@@ -84,6 +85,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
         resync: Duration::from_secs(10),
         // NB: one process, one job: no other job to flap for.
         scale_down_cooldown: Duration::ZERO,
+        objects,
         ..ControllerConfig::default()
     };
     let runtime: Arc<dyn Runtime> = parts.runtime.clone();
@@ -389,6 +391,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
         metrics,
         paths,
         file_urls,
+        objects: args.s3.stores()?,
         workers: registry.clone(),
         ..ControllerConfig::default()
     };

@@ -53,12 +53,20 @@ pub async fn assemble_ready(ctx: &Context, job: &BulkJob) -> Result<u64> {
             .collect();
         let mut succeeded = succeeded;
         if succeeded && !paths.artefacts.is_empty() && !staged.is_empty() {
-            let (p, rel, s, pages) = (paths.clone(), file.path.clone(), staged.clone(), result.pages);
-            let turned = landing::turned_pages(&result.page_info);
-            let landed =
-                tokio::task::spawn_blocking(move || landing::land(&p, &rel, &s, &turned, landing::deadline_for(pages)))
+            let landed = match landing::source_copy(&ctx.cfg.objects, &paths, &file.path).await {
+                Err(e) => Err(e),
+                Ok((p, copy)) => {
+                    let (rel, s, pages) = (file.path.clone(), staged.clone(), result.pages);
+                    let turned = landing::turned_pages(&result.page_info);
+                    tokio::task::spawn_blocking(move || {
+                        let landed = landing::land(&p, &rel, &s, &turned, landing::deadline_for(pages));
+                        drop(copy);
+                        landed
+                    })
                     .await
-                    .map_err(|e| super::Error::TaskEnded(e.to_string()))?;
+                    .map_err(|e| super::Error::TaskEnded(e.to_string()))?
+                }
+            };
             if let Err(e) = landed {
                 warn!(job = job.name(), index = file.index, error = %e, "landing a split file's outputs failed");
                 succeeded = false;

@@ -10,11 +10,12 @@
 //! duplicate delivery only produces a duplicate result, which is ignored.
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use skep_api::{BulkJob, Phase, TaskMessage, WIRE_VERSION, task_topic};
-use tracing::debug;
+use skep_api::{BulkJob, ObjectUrl, Phase, TaskMessage, WIRE_VERSION, task_topic};
+use tracing::{debug, warn};
 
 use super::landing::JobPaths;
 use super::{Context, Result};
@@ -94,16 +95,22 @@ pub async fn dispatch(
     // still opens the file; after it the task is dispatched again anyway.
     let expires = Utc::now().timestamp() + lease_ms(job, ctx.cfg.window_factor) / 1000 + 60;
     let follow = job.spec.source.follow_symlinks;
+    let objects = object_urls(ctx, job, &leased.tasks, expires).await;
     let messages: Vec<Bytes> = leased
         .tasks
         .iter()
-        .map(|t| {
-            let path = root.join(&t.path).to_string_lossy().into_owned();
-            let url = ctx
-                .cfg
-                .file_urls
-                .as_ref()
-                .map(|f| f.url(&job.spec.source.path, &t.path, expires, follow));
+        .zip(objects)
+        .map(|(t, object)| {
+            let (path, url) = match object {
+                Some((path, url)) => (path, url),
+                None => (
+                    root.join(&t.path).to_string_lossy().into_owned(),
+                    ctx.cfg
+                        .file_urls
+                        .as_ref()
+                        .map(|f| f.url(&job.spec.source.path, &t.path, expires, follow)),
+                ),
+            };
             // NB: the prefix is how a worker names a delivery's folder
             // (`skep_worker::worker`): index, part, attempt.
             let upload = ctx.cfg.file_urls.as_ref().map(|f| {
@@ -152,6 +159,35 @@ pub async fn dispatch(
     }
     debug!(job = job.name(), n, window, "dispatched");
     Ok(n)
+}
+
+/// For a job reading object storage, each task's object (`s3://B/KEY`)
+/// and a presigned GET of it until `expires` (Unix seconds); `None` per
+/// task for a folder source. A URL that cannot be signed is left out: the
+/// worker then fails that attempt as unreadable, with the path named.
+async fn object_urls(
+    ctx: &Context,
+    job: &BulkJob,
+    tasks: &[crate::store::TaskRecord],
+    expires: i64,
+) -> Vec<Option<(String, Option<String>)>> {
+    let Some(url) = job.spec.source.url.as_deref().and_then(|u| ObjectUrl::parse(u).ok()) else {
+        return vec![None; tasks.len()];
+    };
+    let valid_for = Duration::from_secs((expires - Utc::now().timestamp()).max(1) as u64);
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let key = url.key(&t.path);
+        let signed = match ctx.cfg.objects.presign_get(&url.bucket, &key, valid_for).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(job = job.name(), error = %e, "cannot sign a URL for an object");
+                None
+            }
+        };
+        out.push(Some((format!("s3://{}/{key}", url.bucket), signed)));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -382,13 +382,23 @@ async fn prepare(
     if task.state.is_terminal() || task.state == crate::store::TaskState::Split {
         return Ok(Transition::Succeed { result: stored });
     }
-    let paths = info.paths.clone();
+    let (paths, copy) = match landing::source_copy(&ctx.cfg.objects, &info.paths, &task.path).await {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(fail(
+                e.reason,
+                format!("the outputs could not be written: {}", e.message),
+            ));
+        }
+    };
     let staged = [Staged { name, pages: None }];
     let pages = stored.pages;
     let rel = task.path.clone();
     let turned = landing::turned_pages(&stored.page_info);
     let landed = tokio::task::spawn_blocking(move || {
-        landing::land(&paths, &rel, &staged, &turned, landing::deadline_for(pages))
+        let landed = landing::land(&paths, &rel, &staged, &turned, landing::deadline_for(pages));
+        drop(copy);
+        landed
     })
     .await;
     match landed {

@@ -30,7 +30,11 @@ use super::safe_fs::{self, SafeDir};
 /// Where a job reads and writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobPaths {
+    /// The source folder; for an object source, a folder a copy of the
+    /// one input a landing needs is fetched into (see [`source_copy`]).
     pub source: PathBuf,
+    /// The source's objects, for a job reading object storage.
+    pub object_source: Option<skep_api::ObjectUrl>,
     pub output: PathBuf,
     /// `<output>/.skep-staging/<job uid>`: the workers' staging folder.
     pub staging: PathBuf,
@@ -50,6 +54,12 @@ impl JobPaths {
         let output = super::output::output_dir(job, default_output_root);
         Self {
             source: PathBuf::from(&job.spec.source.path),
+            object_source: job
+                .spec
+                .source
+                .url
+                .as_deref()
+                .and_then(|u| skep_api::ObjectUrl::parse(u).ok()),
             staging: output.join(STAGING_DIR).join(job.uid()),
             output,
             artefacts: job.spec.output.formats.iter().filter_map(|f| f.artefact()).collect(),
@@ -346,6 +356,71 @@ fn land_pdf(
     result
 }
 
+/// Largest input fetched from object storage for a landing.
+pub const MAX_SOURCE_COPY: u64 = 4 << 30;
+
+/// A copy of an object-storage input, in its own folder under the staging
+/// folder, removed on drop.
+#[derive(Debug)]
+pub struct SourceCopy(PathBuf);
+
+impl Drop for SourceCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The paths to land `rel` with. A searchable PDF of a PDF input is laid
+/// over the input itself; when the input is an object, it is fetched
+/// first into a fresh folder (the returned guard), which stands in for
+/// the source folder. Everything else lands from the staged files alone.
+pub async fn source_copy(
+    objects: &crate::objects::ObjectStores,
+    paths: &JobPaths,
+    rel: &str,
+) -> Result<(JobPaths, Option<SourceCopy>), LandError> {
+    let Some(url) = &paths.object_source else {
+        return Ok((paths.clone(), None));
+    };
+    if !paths.artefacts.contains(&Artefact::Pdf)
+        || skep_api::formats::kind_by_name(rel) != Some(skep_api::formats::DocumentKind::Pdf)
+        || !is_plain_relative(rel)
+    {
+        return Ok((paths.clone(), None));
+    }
+    let dir = paths.staging.join(format!(".source-{}", uuid::Uuid::new_v4().simple()));
+    let copy = SourceCopy(dir.clone());
+    let target = dir.join(rel);
+    let made = {
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir(&dir)?;
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+    };
+    match made {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(LandError::new(
+                FailureReason::Engine,
+                format!("cannot make a folder: {e}"),
+            ));
+        }
+        Err(e) => return Err(LandError::new(FailureReason::Engine, e.to_string())),
+    }
+    objects
+        .download(&url.bucket, &url.key(rel), &target, MAX_SOURCE_COPY)
+        .await
+        .map_err(|e| LandError::new(FailureReason::Unreadable, format!("fetching the input: {e}")))?;
+    let mut with = paths.clone();
+    with.source = copy.0.clone();
+    Ok((with, Some(copy)))
+}
+
 /// qpdf arguments that join `inputs`' pages, in order, into `out`.
 fn concat_args<'a>(inputs: &'a [PathBuf], out: &'a Path) -> Vec<&'a OsStr> {
     let mut args: Vec<&OsStr> = vec!["--warning-exit-0".as_ref(), "--empty".as_ref(), "--pages".as_ref()];
@@ -441,6 +516,7 @@ mod tests {
     fn paths(dir: &Path, artefacts: Vec<Artefact>) -> JobPaths {
         JobPaths {
             source: dir.join("in"),
+            object_source: None,
             output: dir.join("out"),
             staging: dir.join("out").join(STAGING_DIR).join("uid"),
             artefacts,

@@ -88,6 +88,8 @@ pub struct ControllerConfig {
     /// Signs a URL per task of a folder source for workers with no mount
     /// of it (`--file-url-base`); `None`: tasks carry the path only.
     pub file_urls: Option<crate::files::FileUrls>,
+    /// Object storage for `s3://` sources (`--s3-*`); none by default.
+    pub objects: crate::objects::ObjectStores,
     /// The workers heard from (their heartbeats), shared with the HTTP
     /// server's `/api/workers`.
     pub workers: workers::Registry,
@@ -109,6 +111,7 @@ impl Default for ControllerConfig {
             paths: crate::paths::PathPolicy::Any,
             redispatch_lost_tasks: true,
             file_urls: None,
+            objects: crate::objects::ObjectStores::none(),
             workers: workers::Registry::new(),
         }
     }

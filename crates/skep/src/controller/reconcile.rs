@@ -64,7 +64,10 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         match scan::scan_job(ctx, job).await? {
             Ok(total) => {
                 status.files.total = total;
-                let msg = format!("{total} files under {}", spec.source.path);
+                let msg = format!(
+                    "{total} files under {}",
+                    spec.source.url.as_deref().unwrap_or(&spec.source.path)
+                );
                 status.set_condition(condition::SCANNED, ConditionStatus::True, "Scanned", msg, now);
                 info!(job = job.name(), total, "scanned");
                 // NB: persist the scan before anything is dispatched, so a

@@ -8,11 +8,12 @@
 use std::path::{Component, Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use skep_api::{BulkJob, SourceSpec};
+use skep_api::{BulkJob, ObjectUrl, SourceSpec};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{Context, Error, Result};
+use crate::objects::ListError;
 use crate::store::NewTask;
 
 /// Files inserted into the store per batch while scanning.
@@ -53,6 +54,12 @@ impl Filter {
     pub fn accepts(&self, rel: &str) -> bool {
         let ext_ok = skep_api::formats::kind_by_name(rel).is_some();
         ext_ok && self.include.as_ref().is_none_or(|i| i.is_match(rel)) && !self.exclude.is_match(rel)
+    }
+
+    /// Whether the object at `rel` (a key below the source prefix) is
+    /// taken: as [`Filter::accepts`], and no folder above it excluded.
+    pub fn accepts_key(&self, rel: &str) -> bool {
+        self.accepts(rel) && !rel.match_indices('/').any(|(i, _)| self.excludes_dir(&rel[..i]))
     }
 
     /// Whether a whole folder is excluded (its relative path, or anything
@@ -145,6 +152,9 @@ pub fn list_files(root: &Path, source: &SourceSpec) -> std::result::Result<Vec<S
 /// earlier, unfinished scan are removed first). `Ok(Err(..))` is a problem
 /// with the job's source that retrying will not fix.
 pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Result<u64, SourceProblem>> {
+    if let Some(url) = &job.spec.source.url {
+        return scan_objects(ctx, job, url).await;
+    }
     let root = PathBuf::from(&job.spec.source.path);
     match tokio::fs::metadata(&root).await {
         Ok(m) if m.is_dir() => {}
@@ -168,17 +178,7 @@ pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Resul
         }
     }
     let uid = job.uid().to_owned();
-    ctx.store_call(ctx.store.delete_tasks(&uid)).await?;
-    // The workers' staging folder, for artefacts and long texts.
-    let paths = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root);
-    let made =
-        tokio::task::spawn_blocking(move || super::landing::make_staging(&paths).map_err(|e| (paths.staging, e)))
-            .await
-            .map_err(|e| Error::TaskEnded(e.to_string()))?;
-    made.map_err(|(staging, e)| Error::Output {
-        path: staging.display().to_string(),
-        source: e,
-    })?;
+    start_scan(ctx, job).await?;
     let (tx, mut rx) = mpsc::channel::<Vec<String>>(4);
     let source = job.spec.source.clone();
     let walk_root = root.clone();
@@ -207,6 +207,66 @@ pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Resul
     Ok(Ok(total))
 }
 
+/// What every scan does first: tasks of an earlier, unfinished scan
+/// removed, the workers' staging folder (artefacts, long texts) made.
+async fn start_scan(ctx: &Context, job: &BulkJob) -> Result<()> {
+    ctx.store_call(ctx.store.delete_tasks(job.uid())).await?;
+    let paths = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root);
+    let made =
+        tokio::task::spawn_blocking(move || super::landing::make_staging(&paths).map_err(|e| (paths.staging, e)))
+            .await
+            .map_err(|e| Error::TaskEnded(e.to_string()))?;
+    made.map_err(|(staging, e)| Error::Output {
+        path: staging.display().to_string(),
+        source: e,
+    })
+}
+
+/// Scans an object-storage source: its listing, a page at a time, into
+/// task records in key order.
+async fn scan_objects(ctx: &Context, job: &BulkJob, url: &str) -> Result<std::result::Result<u64, SourceProblem>> {
+    let problem = |m: String| Ok(Err(SourceProblem(format!("spec.source.url: {m}"))));
+    let url = match ObjectUrl::parse(url) {
+        Ok(u) => u,
+        Err(e) => return problem(e),
+    };
+    let filter = match Filter::new(&job.spec.source) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(SourceProblem(e))),
+    };
+    let mut lister = match ctx.cfg.objects.lister(&url, job.spec.source.recursive) {
+        Ok(l) => l,
+        Err(e) => return problem(e.0),
+    };
+    start_scan(ctx, job).await?;
+    let mut next_index = 0u64;
+    loop {
+        let page = match lister.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => return Ok(Ok(next_index)),
+            Err(ListError::Refused(m)) => return problem(m),
+            Err(ListError::Failed(message)) => {
+                return Err(Error::Scan {
+                    path: url.to_string(),
+                    message,
+                });
+            }
+        };
+        let tasks: Vec<NewTask> = page
+            .into_iter()
+            .filter(|o| filter.accepts_key(&o.rel))
+            .map(|o| {
+                let t = NewTask::file(next_index, o.rel);
+                next_index += 1;
+                t
+            })
+            .collect();
+        if !tasks.is_empty() {
+            ctx.store_call(ctx.store.insert_tasks(job.uid(), tasks)).await?;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +274,7 @@ mod tests {
     fn source(include: &[&str], exclude: &[&str], recursive: bool) -> SourceSpec {
         SourceSpec {
             path: String::new(),
+            url: None,
             recursive,
             include: include.iter().map(|s| s.to_string()).collect(),
             exclude: exclude.iter().map(|s| s.to_string()).collect(),

@@ -195,7 +195,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 fn check_absolute(job: &BulkJob) -> Result<(), ApiError> {
     let spec = &job.spec;
     for (field, path) in [
-        ("spec.source.path", Some(&spec.source.path)),
+        ("spec.source.path", Some(&spec.source.path).filter(|p| !p.is_empty())),
         ("spec.output.path", spec.output.path.as_ref()),
     ] {
         if let Some(p) = path

@@ -1,0 +1,407 @@
+//! Object storage (S3 and S3-compatible servers) for job sources: the
+//! controller's connection settings, a streamed and paged listing, and
+//! presigned GETs that let a worker read one object with no credentials.
+//!
+//! Endpoint, region and keys are the controller's (`--s3-*` flags, env,
+//! `*_FILE` secrets), never a job's: a job names only `s3://BUCKET/PREFIX`,
+//! and a controller reads only the buckets and prefixes `--allow-s3`
+//! allows. The requests go through `object_store` with skep's own reqwest
+//! client (rustls with ring), so no second TLS stack is built.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::client::{
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpResponseBody,
+    HttpService,
+};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::signer::Signer;
+use object_store::{RetryConfig, path::Path as ObjectPath};
+use skep_api::ObjectUrl;
+
+/// Keys asked for per listing page. S3 answers at most 1,000 whatever is
+/// asked; servers that walk the whole bucket per page (s3s-fs) are ten
+/// times faster with bigger pages.
+pub const LIST_PAGE: usize = 10_000;
+/// Time for one request to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a response may go without a byte.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An object listed under a source prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The key with the source's prefix taken off, `/`-separated.
+    pub rel: String,
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+/// A failed object-storage call; never holds a credential.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ObjectError(pub String);
+
+/// How the controller reaches object storage.
+#[derive(Clone)]
+pub struct S3Settings {
+    /// `None`: AWS itself (the region's endpoint).
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    /// Bucket in the host name (AWS's default) rather than in the path
+    /// (what most self-hosted servers want).
+    pub virtual_hosted: bool,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &"<redacted>")
+            .field("secret_access_key", &"<redacted>")
+            .field("virtual_hosted", &self.virtual_hosted)
+            .finish()
+    }
+}
+
+/// The controller's object stores, one client per bucket, made on first
+/// use. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectStores {
+    settings: Option<Arc<S3Settings>>,
+    stores: Arc<Mutex<HashMap<String, Arc<AmazonS3>>>>,
+}
+
+impl ObjectStores {
+    /// No object storage: jobs with an `s3://` source are failed.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn new(settings: S3Settings) -> Self {
+        Self {
+            settings: Some(Arc::new(settings)),
+            stores: Arc::default(),
+        }
+    }
+
+    pub fn configured(&self) -> bool {
+        self.settings.is_some()
+    }
+
+    fn store(&self, bucket: &str) -> Result<Arc<AmazonS3>, ObjectError> {
+        let Some(s) = &self.settings else {
+            return Err(ObjectError(
+                "this controller has no object storage (start it with --s3-access-key-id-file and \
+                 --s3-secret-access-key-file, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                    .to_owned(),
+            ));
+        };
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = stores.get(bucket) {
+            return Ok(store.clone());
+        }
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(&s.region)
+            .with_access_key_id(&s.access_key_id)
+            .with_secret_access_key(&s.secret_access_key)
+            .with_virtual_hosted_style_request(s.virtual_hosted)
+            .with_http_connector(Connector)
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(30),
+                ..RetryConfig::default()
+            });
+        if let Some(token) = &s.session_token {
+            b = b.with_token(token);
+        }
+        if let Some(endpoint) = &s.endpoint {
+            b = b
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        let store = Arc::new(b.build().map_err(|e| ObjectError(format!("bucket {bucket}: {e}")))?);
+        // NB: bounded by the buckets jobs may name (`--allow-s3`), and by
+        // the jobs themselves with `--allow-any-path`.
+        stores.insert(bucket.to_owned(), store.clone());
+        Ok(store)
+    }
+
+    /// A listing of the objects under `url`, read a page at a time in key
+    /// order (only one page is held). With `recursive` false, only the
+    /// objects right under the prefix.
+    pub fn lister(&self, url: &ObjectUrl, recursive: bool) -> Result<Lister, ObjectError> {
+        Ok(Lister {
+            store: self.store(&url.bucket)?,
+            url: url.clone(),
+            recursive,
+            token: None,
+            done: false,
+        })
+    }
+
+    /// A URL that GETs `key` of `bucket` with no credentials until
+    /// `expires_in` has passed.
+    pub async fn presign_get(&self, bucket: &str, key: &str, expires_in: Duration) -> Result<String, ObjectError> {
+        let store = self.store(bucket)?;
+        let path = ObjectPath::parse(key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))?;
+        store
+            .signed_url(http::Method::GET, &path, expires_in)
+            .await
+            .map(String::from)
+            .map_err(|e| ObjectError(format!("signing a URL for s3://{bucket}/{key}: {e}")))
+    }
+}
+
+impl ObjectStores {
+    /// Writes object `key` of `bucket` to a new file at `to` (it must not
+    /// exist), `max_bytes` at most; a partial file is removed.
+    pub async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        to: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<u64, ObjectError> {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        use tokio::io::AsyncWriteExt;
+        let store = self.store(bucket)?;
+        let path = ObjectPath::parse(key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))?;
+        let got = store
+            .get(&path)
+            .await
+            .map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {e}")))?;
+        if got.meta.size > max_bytes {
+            return Err(ObjectError(format!(
+                "s3://{bucket}/{key} is {} bytes, over {max_bytes}",
+                got.meta.size
+            )));
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .await
+            .map_err(|e| ObjectError(format!("{}: {e}", to.display())))?;
+        let written = async {
+            let mut stream = got.into_stream();
+            let mut n = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {e}")))?;
+                n += chunk.len() as u64;
+                if n > max_bytes {
+                    return Err(ObjectError(format!("s3://{bucket}/{key} is over {max_bytes} bytes")));
+                }
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| ObjectError(format!("{}: {e}", to.display())))?;
+            }
+            file.flush()
+                .await
+                .map_err(|e| ObjectError(format!("{}: {e}", to.display())))?;
+            Ok(n)
+        }
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(to).await;
+        }
+        written
+    }
+}
+
+impl ObjectStores {
+    /// Writes `bytes` as object `key` of `bucket`.
+    pub async fn put(&self, bucket: &str, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
+        use object_store::ObjectStoreExt;
+        let store = self.store(bucket)?;
+        let path = ObjectPath::parse(key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))?;
+        store
+            .put(&path, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {e}")))
+    }
+}
+
+/// A paged listing (see [`ObjectStores::lister`]).
+pub struct Lister {
+    store: Arc<AmazonS3>,
+    url: ObjectUrl,
+    recursive: bool,
+    token: Option<String>,
+    done: bool,
+}
+
+/// Why a listing failed.
+#[derive(Debug)]
+pub enum ListError {
+    /// No such bucket, or these keys may not list it: the job is wrong (or
+    /// the controller's keys are), retrying will not help.
+    Refused(String),
+    /// Anything else (the server out of reach, a timeout): worth a retry.
+    Failed(String),
+}
+
+impl Lister {
+    /// The next page's objects, prefix taken off; `None` after the last.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Listed>>, ListError> {
+        if self.done {
+            return Ok(None);
+        }
+        let url = &self.url;
+        let page = self
+            .store
+            .list_paginated(
+                (!url.prefix.is_empty()).then_some(url.prefix.as_str()),
+                PaginatedListOptions {
+                    delimiter: (!self.recursive).then_some("/".into()),
+                    max_keys: Some(LIST_PAGE),
+                    page_token: self.token.take(),
+                    ..PaginatedListOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| list_error(url, &e))?;
+        match page.page_token {
+            Some(t) if !t.is_empty() => self.token = Some(t),
+            _ => self.done = true,
+        }
+        Ok(Some(
+            page.result
+                .objects
+                .into_iter()
+                .filter_map(|o| {
+                    let rel = o.location.as_ref().strip_prefix(url.prefix.as_str())?.to_owned();
+                    Some(Listed {
+                        rel,
+                        size: o.size,
+                        etag: o.e_tag,
+                    })
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Sorts a failed listing into the job's fault and the rest. NB:
+/// `object_store` reports a list request's 404 and 403 as generic errors
+/// (its status-carrying error type is private), so the S3 error code in
+/// the response, part of S3's API, is read from the message.
+fn list_error(url: &ObjectUrl, e: &object_store::Error) -> ListError {
+    let text = e.to_string();
+    let code = |c: &str| text.contains(&format!("<Code>{c}</Code>"));
+    let status = |s: &str| text.contains(&format!("status code: {s}"));
+    if matches!(e, object_store::Error::NotFound { .. }) || code("NoSuchBucket") || status("404") {
+        return ListError::Refused(format!("{url}: no such bucket"));
+    }
+    let denied = [
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+    ]
+    .into_iter()
+    .find(|c| code(c));
+    if matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || denied.is_some()
+        || status("403")
+    {
+        return ListError::Refused(format!(
+            "{url}: the controller's keys may not list it ({})",
+            denied.unwrap_or("403")
+        ));
+    }
+    ListError::Failed(format!("listing {url}: {text}"))
+}
+
+/// `object_store`'s HTTP client: skep's reqwest 0.12.
+#[derive(Debug)]
+struct Connector;
+
+impl HttpConnector for Connector {
+    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })?;
+        Ok(HttpClient::new(Reqwest(client)))
+    }
+}
+
+#[derive(Debug)]
+struct Reqwest(reqwest::Client);
+
+fn http_error(e: reqwest::Error) -> HttpError {
+    let kind = if e.is_connect() {
+        HttpErrorKind::Connect
+    } else if e.is_timeout() {
+        HttpErrorKind::Timeout
+    } else if e.is_body() || e.is_request() {
+        HttpErrorKind::Request
+    } else if e.is_decode() {
+        HttpErrorKind::Decode
+    } else {
+        HttpErrorKind::Unknown
+    };
+    HttpError::new(kind, e.without_url())
+}
+
+#[async_trait]
+impl HttpService for Reqwest {
+    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let (parts, body) = req.into_parts();
+        let body: Bytes = match body.as_bytes() {
+            Some(b) => b.clone(),
+            None => body.collect().await?.to_bytes(),
+        };
+        let url = reqwest::Url::parse(&parts.uri.to_string()).map_err(|e| HttpError::new(HttpErrorKind::Unknown, e))?;
+        let response = self
+            .0
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(http_error)?;
+        let response: http::Response<reqwest::Body> = response.into();
+        let (parts, body) = response.into_parts();
+        Ok(HttpResponse::from_parts(
+            parts,
+            HttpResponseBody::new(body.map_err(http_error)),
+        ))
+    }
+}
+
+/// Reads a secret from `file` (trailing newline dropped), else from the
+/// environment variable `var`.
+pub fn secret(file: Option<&PathBuf>, var: &str, flag: &str) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{flag}: {}: {}", path.display(), e.kind()))?;
+        let text = text.trim_end_matches(['\n', '\r']).to_owned();
+        if text.is_empty() {
+            return Err(format!("{flag}: {} is empty", path.display()));
+        }
+        return Ok(Some(text));
+    }
+    Ok(std::env::var(var).ok().filter(|v| !v.is_empty()))
+}

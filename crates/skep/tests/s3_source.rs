@@ -1,0 +1,305 @@
+//! Black-box: `skep run` on a job whose source is an S3 prefix, against a
+//! real S3 server (s3s-fs, which `scripts/test.sh` starts). The workers
+//! read each object through a presigned URL; the controller's keys never
+//! leave it; filters apply to keys; a searchable PDF of a PDF object is
+//! laid over a copy fetched for the landing.
+//!
+//! Needs `SKEP_TEST_S3="ENDPOINT ACCESS_KEY SECRET_KEY DATA_DIR"` (the line
+//! `scripts/s3-test-server.sh start DIR PORT` prints, then `DIR/data`);
+//! elsewhere it prints why it did not run, unless `CI=true`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use common::{Workspace, results, text};
+use skep::objects::{ObjectStores, S3Settings};
+use skep_testkit::documents::{ScannedPdfOptions, generate_scanned_pdfs};
+use skep_testkit::{PageSize, cer, load_truth};
+
+struct S3 {
+    endpoint: String,
+    access: String,
+    secret: String,
+    data: PathBuf,
+}
+
+fn s3() -> Option<S3> {
+    let line = skep_testkit::server_from_env(
+        "SKEP_TEST_S3",
+        "SKEP_TEST_S3=\"$(scripts/s3-test-server.sh start DIR PORT) DIR/data\"",
+    )?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f.len(), 4, "SKEP_TEST_S3 holds ENDPOINT ACCESS_KEY SECRET_KEY DATA_DIR");
+    Some(S3 {
+        endpoint: f[0].to_owned(),
+        access: f[1].to_owned(),
+        secret: f[2].to_owned(),
+        data: PathBuf::from(f[3]),
+    })
+}
+
+impl S3 {
+    fn stores(&self) -> ObjectStores {
+        ObjectStores::new(S3Settings {
+            endpoint: Some(self.endpoint.clone()),
+            region: "us-east-1".into(),
+            access_key_id: self.access.clone(),
+            secret_access_key: self.secret.clone(),
+            session_token: None,
+            virtual_hosted: false,
+        })
+    }
+
+    /// A new, empty bucket (s3s-fs keeps a bucket as a folder).
+    fn bucket(&self, what: &str) -> String {
+        let name = format!("skep-{what}-{}", uuid::Uuid::new_v4().simple());
+        std::fs::create_dir_all(self.data.join(&name)).expect("bucket folder");
+        name
+    }
+
+    /// The flags of a controller reaching this server, keys in files of
+    /// `dir`.
+    fn flags(&self, dir: &Path) -> Vec<String> {
+        let id = dir.join("s3-access-key-id");
+        let secret = dir.join("s3-secret-access-key");
+        std::fs::write(&id, format!("{}\n", self.access)).expect("key file");
+        std::fs::write(&secret, format!("{}\n", self.secret)).expect("key file");
+        vec![
+            "--s3-endpoint".into(),
+            self.endpoint.clone(),
+            "--s3-access-key-id-file".into(),
+            id.display().to_string(),
+            "--s3-secret-access-key-file".into(),
+            secret.display().to_string(),
+        ]
+    }
+}
+
+/// Uploads every file under `dir` as `prefix` + its relative path.
+async fn upload(stores: &ObjectStores, bucket: &str, dir: &Path, prefix: &str) -> usize {
+    let mut n = 0;
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.expect("walk");
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .expect("under dir")
+            .to_string_lossy()
+            .into_owned();
+        let bytes = std::fs::read(e.path()).expect("read");
+        stores
+            .put(bucket, &format!("{prefix}{rel}"), Bytes::from(bytes))
+            .await
+            .expect("put");
+        n += 1;
+    }
+    n
+}
+
+/// Writes job `name` with `source` lines (indented four spaces) and
+/// `rest` under `spec:`.
+fn job_file(ws: &Workspace, name: &str, source: &str, rest: &str) -> PathBuf {
+    let path = ws.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!("apiVersion: skep.dev/v1\nkind: BulkJob\nmetadata:\n  name: {name}\nspec:\n  source:\n{source}{rest}"),
+    )
+    .expect("job file");
+    path
+}
+
+fn run(ws: &Workspace, job: &Path, flags: &[String]) -> (serde_json::Value, String) {
+    let out = ws
+        .skep()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["run", "-f", &job.display().to_string(), "-o", "json", "--quiet"])
+        .args(flags)
+        .output()
+        .expect("skep runs");
+    let all = text(&out);
+    let job = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {all}"));
+    (job, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_an_s3_prefix_reads_every_object_through_presigned_urls() {
+    let Some(s3) = s3() else { return };
+    let stores = s3.stores();
+    let bucket = s3.bucket("src");
+    let ws = Workspace::new(6, None, true);
+    let pdfs = ws.path().join("pdfs");
+    let truth = ws.path().join("truth");
+    let scanned = generate_scanned_pdfs(
+        &pdfs,
+        &truth,
+        &ScannedPdfOptions {
+            files: 1,
+            pages_per_file: 2,
+            size: PageSize::Small,
+            seed: 5,
+        },
+    )
+    .expect("a scanned PDF");
+    let mut n = upload(&stores, &bucket, &ws.path().join("pages"), "scans/2024/").await;
+    n += upload(&stores, &bucket, &pdfs, "scans/2024/").await;
+    // Beside the prefix, and filtered out: none of these is read.
+    for key in [
+        "scans/2024/notes.txt",
+        "scans/2024/drafts/old.png",
+        "scans/2025/next.png",
+        "scans/20240.png",
+        "other.png",
+    ] {
+        stores
+            .put(&bucket, key, Bytes::from_static(b"not read"))
+            .await
+            .expect("put");
+    }
+    assert_eq!(n, ws.files.len() + 1);
+
+    let job = job_file(
+        &ws,
+        "s3",
+        &format!(
+            "    url: s3://{bucket}/scans/2024
+    exclude: [drafts]
+"
+        ),
+        "  output:
+    formats: [txt, hocr, pdf, report]
+",
+    );
+    let (job, all) = run(&ws, &job, &s3.flags(ws.path()));
+    assert!(!all.contains(&s3.secret), "the secret key was printed: {all}");
+    assert_eq!(job["status"]["phase"], "Succeeded", "{all}");
+    assert_eq!(job["status"]["files"]["total"], n, "{all}");
+
+    let out = ws.output("s3");
+    let mut by_path = BTreeMap::new();
+    for l in results(&out) {
+        let p = l["path"].as_str().expect("path").to_owned();
+        assert!(by_path.insert(p.clone(), l).is_none(), "{p} has two results");
+    }
+    let mut expected: Vec<String> = ws.files.iter().map(|f| f.rel_path.clone()).collect();
+    expected.extend(scanned.iter().map(|f| f.rel_path.clone()));
+    expected.sort();
+    assert_eq!(by_path.keys().cloned().collect::<Vec<_>>(), expected);
+    for f in ws.files.iter().chain(&scanned) {
+        let r = &by_path[&f.rel_path];
+        match &f.expect_failure {
+            Some(_) => assert_eq!(r["status"], "failed", "{}: {r}", f.rel_path),
+            None => {
+                assert_eq!(r["status"], "succeeded", "{}: {r}", f.rel_path);
+                let want = load_truth(&truth, &f.rel_path).expect("truth");
+                let e = cer(&want, r["text"].as_str().expect("text"));
+                assert!(e < 0.05, "{}: CER {e:.3}", f.rel_path);
+                let hocr = out.join("hocr").join(format!("{}.hocr", f.rel_path));
+                assert!(hocr.is_file(), "{} has no hOCR", f.rel_path);
+            }
+        }
+    }
+    // The searchable PDF of the PDF object: laid over the original, which
+    // the controller fetched for the landing and then removed.
+    let pdf = std::fs::read(out.join("pdf").join(format!("{}.pdf", scanned[0].rel_path))).expect("searchable PDF");
+    assert!(pdf.starts_with(b"%PDF"), "not a PDF");
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".source-"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(leftovers.is_empty(), "fetched copies left: {leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_or_no_keys_fail_the_job_with_a_clear_message() {
+    let Some(s3) = s3() else { return };
+    let ws = Workspace::new(1, None, false);
+    let job = job_file(
+        &ws,
+        "gone",
+        "    url: s3://skep-no-such-bucket-here/x
+",
+        "",
+    );
+    let (job_doc, all) = run(&ws, &job, &s3.flags(ws.path()));
+    assert_eq!(job_doc["status"]["phase"], "Failed", "{all}");
+    let conditions = job_doc["status"]["conditions"].to_string();
+    assert!(conditions.contains("no such bucket"), "{conditions}");
+    assert!(!all.contains(&s3.secret), "the secret key was printed: {all}");
+
+    // Keys the server does not take.
+    let ws = Workspace::new(1, None, false);
+    let bucket = s3.bucket("badkey");
+    let job = job_file(
+        &ws,
+        "badkey",
+        &format!(
+            "    url: s3://{bucket}/x
+"
+        ),
+        "",
+    );
+    let mut flags = s3.flags(ws.path());
+    let wrong = ws.path().join("wrong-secret");
+    std::fs::write(&wrong, "0123456789abcdef0123456789abcdef01234567\n").expect("key file");
+    flags[5] = wrong.display().to_string();
+    let (job_doc, all) = run(&ws, &job, &flags);
+    assert_eq!(job_doc["status"]["phase"], "Failed", "{all}");
+    let conditions = job_doc["status"]["conditions"].to_string();
+    assert!(conditions.contains("may not list it"), "{conditions}");
+
+    // A controller with no keys: the job says what is missing.
+    let ws = Workspace::new(1, None, false);
+    let bucket = s3.bucket("nokeys");
+    let job = job_file(
+        &ws,
+        "nokeys",
+        &format!(
+            "    url: s3://{bucket}/x
+"
+        ),
+        "",
+    );
+    let (job_doc, all) = run(&ws, &job, &[]);
+    assert_eq!(job_doc["status"]["phase"], "Failed", "{all}");
+    let conditions = job_doc["status"]["conditions"].to_string();
+    assert!(conditions.contains("no object storage"), "{conditions}");
+
+    // Half the keys is a usage error, before anything runs.
+    let out = ws
+        .skep()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["run", "-f", &job.display().to_string(), "--s3-endpoint", &s3.endpoint])
+        .output()
+        .expect("skep runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("needs both an access key id and a secret"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_s3_source_is_validated_at_apply() {
+    let ws = Workspace::new(1, None, false);
+    for (yaml, want) in [
+        ("    url: s3://Bad_Bucket/x\n", "spec.source.url"),
+        ("    url: s3://fine/x\n    path: pages\n", "exclusive"),
+        ("    url: http://fine/x\n", "not an s3:// URL"),
+    ] {
+        let job = job_file(&ws, "bad", yaml, "");
+        let out = ws.run(&["run", "-f", &job.display().to_string(), "--quiet"]);
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(text(&out).contains(want), "{want}: {}", text(&out));
+    }
+}
