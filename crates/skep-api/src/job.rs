@@ -348,6 +348,12 @@ pub struct OutputSpec {
     /// Output folder; default `skep-output/<job name>` beside the YAML file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `s3://BUCKET/PREFIX` instead of a folder: the outputs are made in a
+    /// working folder of the controller's and uploaded under the prefix
+    /// (the same names as in a folder) when the job finishes, each object
+    /// whole; `results.jsonl` last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Outputs besides `results.jsonl`, each under the output folder with
     /// the file's relative path and the format's extension appended:
     /// `txt` (`text/<path>.txt`), `hocr` (`hocr/<path>.hocr`), `alto`
@@ -366,6 +372,7 @@ impl Default for OutputSpec {
     fn default() -> Self {
         Self {
             path: None,
+            url: None,
             formats: default_formats(),
         }
     }

@@ -143,6 +143,17 @@ pub fn validate_job(job: &BulkJob) -> Result<(), ValidationErrors> {
             "must not be empty when given".to_owned()
         });
     }
+    if let Some(url) = &s.output.url {
+        e.check(s.output.path.is_none(), "spec.output", || {
+            "path and url are exclusive: name one".to_owned()
+        });
+        if let Err(err) = crate::ObjectUrl::parse(url) {
+            e.0.push(FieldError {
+                path: "spec.output.url".to_owned(),
+                message: err,
+            });
+        }
+    }
 
     let sc = &s.scaling;
     e.check(is_dns_label(&sc.pool), "spec.scaling.pool", || {
@@ -287,6 +298,14 @@ mod tests {
         assert!(errs[0].starts_with("spec.source.url: "), "{errs:?}");
         j.spec.source.url = None;
         assert_eq!(errors(&j), vec!["spec.source.path: is required (or spec.source.url)"]);
+        j.spec.source.path = "/in".into();
+        j.spec.output.url = Some("s3://out/x".into());
+        assert!(errors(&j).is_empty());
+        j.spec.output.path = Some("/out".into());
+        assert_eq!(errors(&j), vec!["spec.output: path and url are exclusive: name one"]);
+        j.spec.output.path = None;
+        j.spec.output.url = Some("s3://x".into());
+        assert!(errors(&j)[0].starts_with("spec.output.url: "), "{:?}", errors(&j));
     }
 
     #[test]

@@ -236,6 +236,78 @@ impl ObjectStores {
     }
 }
 
+/// Bytes buffered per upload before it turns into a multipart upload.
+const UPLOAD_BUFFER: usize = 8 << 20;
+
+impl ObjectStores {
+    /// Uploads the regular files under `dir` (symlinks are not followed,
+    /// top-level entries named in `skip` left out) as `prefix` + their
+    /// path below `dir`, `last` (a top-level file name) after all others.
+    /// Each object appears whole or not at all (a single PUT, or a
+    /// multipart upload completed at the end). Returns the files uploaded.
+    pub async fn upload_tree(
+        &self,
+        url: &ObjectUrl,
+        dir: &std::path::Path,
+        skip: &[&str],
+        last: &str,
+    ) -> Result<u64, ObjectError> {
+        let store = self.store(&url.bucket)?;
+        let (root, skip_owned) = (
+            dir.to_path_buf(),
+            skip.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        );
+        let files = tokio::task::spawn_blocking(move || {
+            let mut files = Vec::new();
+            let walk = walkdir::WalkDir::new(&root)
+                .follow_links(false)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| !(e.depth() == 1 && skip_owned.iter().any(|s| e.file_name() == s.as_str())));
+            for e in walk {
+                let e = e.map_err(|e| ObjectError(format!("reading the outputs: {e}")))?;
+                if !e.file_type().is_file() {
+                    continue;
+                }
+                let rel = e
+                    .path()
+                    .strip_prefix(&root)
+                    .ok()
+                    .and_then(|r| r.to_str())
+                    .map(|r| r.replace(std::path::MAIN_SEPARATOR, "/"))
+                    .ok_or_else(|| ObjectError(format!("{} is not a UTF-8 name", e.path().display())))?;
+                files.push((rel, e.path().to_path_buf()));
+            }
+            Ok::<_, ObjectError>(files)
+        })
+        .await
+        .map_err(|e| ObjectError(e.to_string()))??;
+        let (mut rest, lasts): (Vec<_>, Vec<_>) = files.into_iter().partition(|(rel, _)| rel != last);
+        rest.extend(lasts);
+        let mut n = 0u64;
+        for (rel, path) in rest {
+            let key = url.key(&rel);
+            let object = ObjectPath::parse(&key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))?;
+            let mut file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| ObjectError(format!("{}: {e}", path.display())))?;
+            let dyn_store: Arc<dyn object_store::ObjectStore> = store.clone();
+            let mut writer = object_store::buffered::BufWriter::with_capacity(dyn_store, object, UPLOAD_BUFFER);
+            let copied = async {
+                tokio::io::copy(&mut file, &mut writer).await?;
+                tokio::io::AsyncWriteExt::shutdown(&mut writer).await
+            }
+            .await;
+            if let Err(e) = copied {
+                let _ = writer.abort().await;
+                return Err(ObjectError(format!("uploading s3://{}/{key}: {e}", url.bucket)));
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
 /// A paged listing (see [`ObjectStores::lister`]).
 pub struct Lister {
     store: Arc<AmazonS3>,

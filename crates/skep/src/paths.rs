@@ -123,6 +123,10 @@ impl PathPolicy {
         if let Some(out) = &job.spec.output.path {
             self.check("spec.output.path", Path::new(out))?;
         }
+        if let Some(url) = &job.spec.output.url {
+            let url = ObjectUrl::parse(url).map_err(|e| PathRefused(format!("spec.output.url: {e}")))?;
+            self.check_object("spec.output.url", &url)?;
+        }
         Ok(())
     }
 }

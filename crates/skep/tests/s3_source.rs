@@ -1,8 +1,9 @@
-//! Black-box: `skep run` on a job whose source is an S3 prefix, against a
-//! real S3 server (s3s-fs, which `scripts/test.sh` starts). The workers
-//! read each object through a presigned URL; the controller's keys never
-//! leave it; filters apply to keys; a searchable PDF of a PDF object is
-//! laid over a copy fetched for the landing.
+//! Black-box: `skep run` on a job whose source and outputs are S3
+//! prefixes, against a real S3 server (s3s-fs, which `scripts/test.sh`
+//! starts). The workers read each object through a presigned URL; the
+//! controller's keys never leave it; filters apply to keys; a searchable
+//! PDF of a PDF object is laid over a copy fetched for the landing; the
+//! outputs are uploaded when the job ends and the working folder removed.
 //!
 //! Needs `SKEP_TEST_S3="ENDPOINT ACCESS_KEY SECRET_KEY DATA_DIR"` (the line
 //! `scripts/s3-test-server.sh start DIR PORT` prints, then `DIR/data`);
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use common::{Workspace, results, text};
 use skep::objects::{ObjectStores, S3Settings};
+use skep_api::ObjectUrl;
 use skep_testkit::documents::{ScannedPdfOptions, generate_scanned_pdfs};
 use skep_testkit::{PageSize, cer, load_truth};
 
@@ -129,10 +131,11 @@ fn run(ws: &Workspace, job: &Path, flags: &[String]) -> (serde_json::Value, Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_over_an_s3_prefix_reads_every_object_through_presigned_urls() {
+async fn a_job_over_an_s3_prefix_reads_through_presigned_urls_and_writes_to_s3() {
     let Some(s3) = s3() else { return };
     let stores = s3.stores();
     let bucket = s3.bucket("src");
+    let out_bucket = s3.bucket("out");
     let ws = Workspace::new(6, None, true);
     let pdfs = ws.path().join("pdfs");
     let truth = ws.path().join("truth");
@@ -167,21 +170,35 @@ async fn a_job_over_an_s3_prefix_reads_every_object_through_presigned_urls() {
     let job = job_file(
         &ws,
         "s3",
-        &format!(
-            "    url: s3://{bucket}/scans/2024
-    exclude: [drafts]
-"
-        ),
-        "  output:
-    formats: [txt, hocr, pdf, report]
-",
+        &format!("    url: s3://{bucket}/scans/2024\n    exclude: [drafts]\n"),
+        &format!("  output:\n    url: s3://{out_bucket}/results/run1\n    formats: [txt, hocr, pdf, report]\n"),
     );
     let (job, all) = run(&ws, &job, &s3.flags(ws.path()));
     assert!(!all.contains(&s3.secret), "the secret key was printed: {all}");
     assert_eq!(job["status"]["phase"], "Succeeded", "{all}");
     assert_eq!(job["status"]["files"]["total"], n, "{all}");
 
-    let out = ws.output("s3");
+    // The outputs are objects under the output prefix: fetched back here.
+    let out = ws.path().join("fetched");
+    let out_url = ObjectUrl::parse(&format!("s3://{out_bucket}/results/run1")).expect("url");
+    let mut keys = Vec::new();
+    let mut lister = stores.lister(&out_url, true).expect("lister");
+    while let Some(page) = lister.next_page().await.expect("a page") {
+        keys.extend(page.into_iter().map(|o| o.rel));
+    }
+    for rel in &keys {
+        let to = out.join(rel);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("folder");
+        stores
+            .download(&out_bucket, &out_url.key(rel), &to, 1 << 30)
+            .await
+            .expect("download");
+    }
+    assert!(
+        keys.iter().all(|k| !k.starts_with(".skep")),
+        "staging uploaded: {keys:?}"
+    );
+    assert!(keys.contains(&"report.json".to_owned()), "{keys:?}");
     let mut by_path = BTreeMap::new();
     for l in results(&out) {
         let p = l["path"].as_str().expect("path").to_owned();
@@ -198,8 +215,11 @@ async fn a_job_over_an_s3_prefix_reads_every_object_through_presigned_urls() {
             None => {
                 assert_eq!(r["status"], "succeeded", "{}: {r}", f.rel_path);
                 let want = load_truth(&truth, &f.rel_path).expect("truth");
-                let e = cer(&want, r["text"].as_str().expect("text"));
+                let got = r["text"].as_str().expect("text");
+                let e = cer(&want, got);
                 assert!(e < 0.05, "{}: CER {e:.3}", f.rel_path);
+                let txt = std::fs::read_to_string(out.join("text").join(format!("{}.txt", f.rel_path))).expect("text");
+                assert_eq!(txt, got);
                 let hocr = out.join("hocr").join(format!("{}.hocr", f.rel_path));
                 assert!(hocr.is_file(), "{} has no hOCR", f.rel_path);
             }
@@ -209,26 +229,22 @@ async fn a_job_over_an_s3_prefix_reads_every_object_through_presigned_urls() {
     // the controller fetched for the landing and then removed.
     let pdf = std::fs::read(out.join("pdf").join(format!("{}.pdf", scanned[0].rel_path))).expect("searchable PDF");
     assert!(pdf.starts_with(b"%PDF"), "not a PDF");
-    let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
+    // The controller's working folder is gone once the outputs are up.
+    let work = ws.path().join("skep-output").join(".skep-object-outputs");
+    let left: Vec<_> = walkdir::WalkDir::new(&work)
+        .min_depth(1)
         .into_iter()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".source-"))
         .map(|e| e.path().display().to_string())
         .collect();
-    assert!(leftovers.is_empty(), "fetched copies left: {leftovers:?}");
+    assert!(left.is_empty(), "left in the working folder: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_or_no_keys_fail_the_job_with_a_clear_message() {
     let Some(s3) = s3() else { return };
     let ws = Workspace::new(1, None, false);
-    let job = job_file(
-        &ws,
-        "gone",
-        "    url: s3://skep-no-such-bucket-here/x
-",
-        "",
-    );
+    let job = job_file(&ws, "gone", "    url: s3://skep-no-such-bucket-here/x\n", "");
     let (job_doc, all) = run(&ws, &job, &s3.flags(ws.path()));
     assert_eq!(job_doc["status"]["phase"], "Failed", "{all}");
     let conditions = job_doc["status"]["conditions"].to_string();
@@ -238,15 +254,7 @@ async fn a_missing_bucket_or_no_keys_fail_the_job_with_a_clear_message() {
     // Keys the server does not take.
     let ws = Workspace::new(1, None, false);
     let bucket = s3.bucket("badkey");
-    let job = job_file(
-        &ws,
-        "badkey",
-        &format!(
-            "    url: s3://{bucket}/x
-"
-        ),
-        "",
-    );
+    let job = job_file(&ws, "badkey", &format!("    url: s3://{bucket}/x\n"), "");
     let mut flags = s3.flags(ws.path());
     let wrong = ws.path().join("wrong-secret");
     std::fs::write(&wrong, "0123456789abcdef0123456789abcdef01234567\n").expect("key file");
@@ -259,15 +267,7 @@ async fn a_missing_bucket_or_no_keys_fail_the_job_with_a_clear_message() {
     // A controller with no keys: the job says what is missing.
     let ws = Workspace::new(1, None, false);
     let bucket = s3.bucket("nokeys");
-    let job = job_file(
-        &ws,
-        "nokeys",
-        &format!(
-            "    url: s3://{bucket}/x
-"
-        ),
-        "",
-    );
+    let job = job_file(&ws, "nokeys", &format!("    url: s3://{bucket}/x\n"), "");
     let (job_doc, all) = run(&ws, &job, &[]);
     assert_eq!(job_doc["status"]["phase"], "Failed", "{all}");
     let conditions = job_doc["status"]["conditions"].to_string();
@@ -296,6 +296,10 @@ fn an_s3_source_is_validated_at_apply() {
         ("    url: s3://Bad_Bucket/x\n", "spec.source.url"),
         ("    url: s3://fine/x\n    path: pages\n", "exclusive"),
         ("    url: http://fine/x\n", "not an s3:// URL"),
+        (
+            "    path: pages\n  output:\n    url: s3://fine/x\n    path: /out\n",
+            "spec.output: path and url are exclusive",
+        ),
     ] {
         let job = job_file(&ws, "bad", yaml, "");
         let out = ws.run(&["run", "-f", &job.display().to_string(), "--quiet"]);

@@ -53,7 +53,8 @@ pub fn load_job_file(path: &Path) -> Result<BulkJob, LoadError> {
 }
 
 /// Makes `source.path` (when set) and `output.path` absolute against `base`; an
-/// unset output path becomes `<base>/skep-output/<name>`.
+/// unset output path becomes `<base>/skep-output/<name>` (unless the
+/// outputs go to object storage).
 pub fn resolve_paths(job: &mut BulkJob, base: &Path) {
     let abs = |p: &str| -> String {
         let p = PathBuf::from(p);
@@ -67,6 +68,9 @@ pub fn resolve_paths(job: &mut BulkJob, base: &Path) {
     // validation to name whichever is missing.
     if !job.spec.source.path.is_empty() {
         job.spec.source.path = abs(&job.spec.source.path);
+    }
+    if job.spec.output.url.is_some() {
+        return;
     }
     let out = match &job.spec.output.path {
         Some(p) => abs(p),

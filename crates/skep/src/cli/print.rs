@@ -119,7 +119,12 @@ pub fn describe(job: &BulkJob) {
     );
     println!(
         "Output:        {}",
-        job.spec.output.path.as_deref().unwrap_or("(controller default)")
+        job.spec
+            .output
+            .url
+            .as_deref()
+            .or(job.spec.output.path.as_deref())
+            .unwrap_or("(controller default)")
     );
     let e = &job.spec.engine;
     println!(
@@ -202,7 +207,7 @@ pub fn summary(job: &BulkJob) {
     for c in s.conditions.iter().filter(|c| c.type_ == skep_api::condition::FAILED) {
         println!("  {}: {}", c.reason, c.message);
     }
-    if let Some(out) = &job.spec.output.path {
+    if let Some(out) = job.spec.output.url.as_ref().or(job.spec.output.path.as_ref()) {
         println!("  output: {out}");
     }
 }

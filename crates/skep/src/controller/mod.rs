@@ -172,6 +172,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Uploading a finished job's outputs to object storage failed.
+    #[error("uploading outputs to {url}: {message}")]
+    Upload { url: String, message: String },
     #[error("lost the controller lease to {0}")]
     LeaseLost(String),
     #[error("{0} call timed out after {CALL_TIMEOUT:?}")]
@@ -189,6 +192,7 @@ impl Error {
             Error::Runtime(e) => e.metric_label(),
             Error::Scan { .. } => "scan",
             Error::Output { .. } => "output",
+            Error::Upload { .. } => "upload",
             Error::LeaseLost(_) => "lease_lost",
             Error::Timeout(_) => "timeout",
             Error::TaskEnded(_) => "task_ended",

@@ -23,13 +23,42 @@ use crate::store::{ResultSummary, TaskRecord};
 /// Tasks read from the store per page while writing.
 const PAGE: usize = 1_000;
 
-/// The job's output folder.
+/// The job's output folder; for outputs to object storage, the working
+/// folder they are made in before the upload (the controller's own,
+/// named by the job's uid).
 pub fn output_dir(job: &BulkJob, default_root: &Path) -> PathBuf {
-    match &job.spec.output.path {
-        Some(p) => PathBuf::from(p),
-        None => default_root.join(job.name()),
+    match (&job.spec.output.path, &job.spec.output.url) {
+        (Some(p), _) => PathBuf::from(p),
+        (None, Some(_)) => default_root.join(OBJECT_OUTPUTS_DIR).join(job.uid()),
+        (None, None) => default_root.join(job.name()),
     }
 }
+
+/// Uploads a finished job's working folder to its `output.url` (staging
+/// left out, `results.jsonl` last), then removes the folder. Safe to
+/// repeat: objects are overwritten whole, and the folder goes only once
+/// every file is up.
+pub async fn upload(ctx: &Context, url: &str, dir: &Path) -> Result<()> {
+    let failed = |message: String| Error::Upload {
+        url: url.to_owned(),
+        message,
+    };
+    let target = skep_api::ObjectUrl::parse(url).map_err(failed)?;
+    let n = ctx
+        .cfg
+        .objects
+        .upload_tree(&target, dir, &[super::landing::STAGING_DIR], "results.jsonl")
+        .await
+        .map_err(|e| failed(e.0))?;
+    tracing::info!(files = n, output = url, "outputs uploaded");
+    let d = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(d)).await;
+    Ok(())
+}
+
+/// Under the controller's default output root: the working folders of
+/// jobs whose outputs go to object storage.
+pub const OBJECT_OUTPUTS_DIR: &str = ".skep-object-outputs";
 
 /// One line of `results.jsonl`.
 #[derive(Debug, Serialize)]

@@ -60,6 +60,10 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
     if let Err(refused) = paths_allowed(ctx, job).await? {
         return refuse(job, status, "PathNotAllowed", refused.0, now);
     }
+    if spec.output.url.is_some() && !ctx.cfg.objects.configured() {
+        let msg = "spec.output.url: this controller has no object storage (start it with --s3-* keys)".to_owned();
+        return refuse(job, status, "NoObjectStorage", msg, now);
+    }
     if !status.is_true(condition::SCANNED) {
         match scan::scan_job(ctx, job).await? {
             Ok(total) => {
@@ -293,6 +297,9 @@ async fn finish(
     let dir = output::write_outputs(ctx, job, &report).await?;
     let paths = landing::JobPaths::of(job, &ctx.cfg.default_output_root);
     let _ = tokio::task::spawn_blocking(move || landing::remove_staging(&paths)).await;
+    if let Some(url) = &job.spec.output.url {
+        output::upload(ctx, url, &dir).await?;
+    }
     status.files = counts;
     status.pages = all.pages;
     merge_nodes(&mut status.nodes_used, &summary.nodes);
@@ -308,6 +315,7 @@ async fn finish(
         let msg = format!("{} of {} files failed ({by})", counts.failed, counts.total);
         status.set_condition(condition::FILES_FAILED, ConditionStatus::True, "FilesFailed", msg, now);
     }
-    info!(job = job.name(), %phase, reason, output = %dir.display(), "job finished");
+    let output = job.spec.output.url.clone().unwrap_or_else(|| dir.display().to_string());
+    info!(job = job.name(), %phase, reason, %output, "job finished");
     ttl(ctx, job, status, now).await
 }
