@@ -28,7 +28,8 @@
 # pages of 1000, ~16 s in pages of 10000), and its entries carry no ETag
 # (HEAD and GET do). A test may fill a bucket fast by writing files straight
 # into DIR/data/BUCKET/. `If-None-Match: *` is checked before the write, not
-# atomically with it: concurrent creates of one key may all succeed.
+# atomically with it: concurrent creates of one key may all succeed. A PUT
+# into a bucket that does not exist makes it (S3 answers NoSuchBucket).
 set -euo pipefail
 
 S3S_VERSION="0.14.1" # the newest s3s-fs whose rust-version (1.92) this toolchain meets

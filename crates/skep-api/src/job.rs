@@ -33,8 +33,9 @@ pub const DEFAULT_PAGES_PER_TASK: u32 = 8;
 pub const MAX_PAGES_PER_TASK: u32 = 1_000;
 
 /// A bulk OCR job: every supported file (images, PDFs, Office documents)
-/// under `spec.source.path` is read once, with its text, the formats asked
-/// for and a report written to the output folder.
+/// under `spec.source.path` (or object under `spec.source.url`) is read
+/// once, with its text, the formats asked for and a report written to the
+/// output folder (or uploaded under `spec.output.url`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "BulkJob")]

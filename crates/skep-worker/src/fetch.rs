@@ -428,6 +428,15 @@ async fn body_text(res: reqwest::Response) -> String {
     buf.truncate(512);
     let text = String::from_utf8_lossy(&buf);
     // NB: the controller's errors are JSON envelopes; keep their message.
+    // An S3 server's are XML that may repeat the request (key id, string
+    // to sign): only their code is kept.
+    if text.contains("<Error>") {
+        let code = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map_or("unknown", |(code, _)| code);
+        return format!("S3 error {}", code.chars().take(64).collect::<String>());
+    }
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_owned))

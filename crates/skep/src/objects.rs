@@ -34,6 +34,10 @@ pub const LIST_PAGE: usize = 10_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a response may go without a byte.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time one listing page may take, retries included.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time one output file's upload may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// An object listed under a source prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,7 +165,7 @@ impl ObjectStores {
             .signed_url(http::Method::GET, &path, expires_in)
             .await
             .map(String::from)
-            .map_err(|e| ObjectError(format!("signing a URL for s3://{bucket}/{key}: {e}")))
+            .map_err(|e| ObjectError(format!("signing a URL for s3://{bucket}/{key}: {}", clean(&e))))
     }
 }
 
@@ -183,7 +187,7 @@ impl ObjectStores {
         let got = store
             .get(&path)
             .await
-            .map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {e}")))?;
+            .map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {}", clean(&e))))?;
         if got.meta.size > max_bytes {
             return Err(ObjectError(format!(
                 "s3://{bucket}/{key} is {} bytes, over {max_bytes}",
@@ -200,7 +204,7 @@ impl ObjectStores {
             let mut stream = got.into_stream();
             let mut n = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {e}")))?;
+                let chunk = chunk.map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {}", clean(&e))))?;
                 n += chunk.len() as u64;
                 if n > max_bytes {
                     return Err(ObjectError(format!("s3://{bucket}/{key} is over {max_bytes} bytes")));
@@ -232,7 +236,7 @@ impl ObjectStores {
             .put(&path, bytes.into())
             .await
             .map(|_| ())
-            .map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {e}")))
+            .map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {}", clean(&e))))
     }
 }
 
@@ -251,8 +255,8 @@ impl ObjectStores {
         dir: &std::path::Path,
         skip: &[&str],
         last: &str,
-    ) -> Result<u64, ObjectError> {
-        let store = self.store(&url.bucket)?;
+    ) -> Result<u64, CallError> {
+        let store = self.store(&url.bucket).map_err(|e| CallError::Refused(e.0))?;
         let (root, skip_owned) = (
             dir.to_path_buf(),
             skip.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
@@ -281,26 +285,51 @@ impl ObjectStores {
             Ok::<_, ObjectError>(files)
         })
         .await
-        .map_err(|e| ObjectError(e.to_string()))??;
+        .map_err(|e| CallError::Failed(e.to_string()))?
+        .map_err(|e| CallError::Failed(e.0))?;
         let (mut rest, lasts): (Vec<_>, Vec<_>) = files.into_iter().partition(|(rel, _)| rel != last);
         rest.extend(lasts);
         let mut n = 0u64;
         for (rel, path) in rest {
             let key = url.key(&rel);
-            let object = ObjectPath::parse(&key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))?;
-            let mut file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| ObjectError(format!("{}: {e}", path.display())))?;
+            let object = ObjectPath::parse(&key).map_err(|e| CallError::Refused(format!("key {key:?}: {e}")))?;
+            // NB: the walk above saw a regular file, but workers on a
+            // shared mount could swap a folder or the file for a symlink
+            // since: the chain is opened again without following any.
+            let (root, rel_path) = (dir.to_path_buf(), std::path::PathBuf::from(&rel));
+            let opened = tokio::task::spawn_blocking(move || {
+                use crate::controller::safe_fs::{SafeDir, open_staged};
+                let parent = rel_path.parent().unwrap_or(std::path::Path::new(""));
+                let folder = SafeDir::open_existing(&root, parent)?;
+                let name = rel_path.file_name().unwrap_or_default();
+                open_staged(&folder.join(name))?.ok_or_else(|| std::io::Error::other("gone"))
+            })
+            .await
+            .map_err(|e| CallError::Failed(e.to_string()))?;
+            let mut file =
+                tokio::fs::File::from_std(opened.map_err(|e| CallError::Failed(format!("{}: {e}", path.display())))?);
             let dyn_store: Arc<dyn object_store::ObjectStore> = store.clone();
             let mut writer = object_store::buffered::BufWriter::with_capacity(dyn_store, object, UPLOAD_BUFFER);
-            let copied = async {
-                tokio::io::copy(&mut file, &mut writer).await?;
+            // NB: a writer is aborted only before its shutdown began
+            // (object_store panics on an abort after one); one dropped
+            // mid-upload leaves its multipart parts to the bucket's
+            // lifecycle rule.
+            let copied = tokio::time::timeout(UPLOAD_TIMEOUT, async {
+                if let Err(e) = tokio::io::copy(&mut file, &mut writer).await {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
                 tokio::io::AsyncWriteExt::shutdown(&mut writer).await
-            }
-            .await;
+            })
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other(format!("not done within {UPLOAD_TIMEOUT:?}"))));
             if let Err(e) = copied {
-                let _ = writer.abort().await;
-                return Err(ObjectError(format!("uploading s3://{}/{key}: {e}", url.bucket)));
+                let what = format!("uploading s3://{}/{key}", url.bucket);
+                // NB: object_store's error rides inside the io::Error.
+                return Err(match e.get_ref() {
+                    Some(inner) => classify(&what, inner),
+                    None => CallError::Failed(format!("{what}: {e}")),
+                });
             }
             n += 1;
         }
@@ -317,11 +346,12 @@ pub struct Lister {
     done: bool,
 }
 
-/// Why a listing failed.
+/// Why a listing or an upload failed.
 #[derive(Debug)]
-pub enum ListError {
-    /// No such bucket, or these keys may not list it: the job is wrong (or
-    /// the controller's keys are), retrying will not help.
+pub enum CallError {
+    /// No such bucket, keys that may not use it, a key that cannot be
+    /// named: the job is wrong (or the controller's keys are), retrying
+    /// will not help.
     Refused(String),
     /// Anything else (the server out of reach, a timeout): worth a retry.
     Failed(String),
@@ -329,25 +359,33 @@ pub enum ListError {
 
 impl Lister {
     /// The next page's objects, prefix taken off; `None` after the last.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<Listed>>, ListError> {
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Listed>>, CallError> {
         if self.done {
             return Ok(None);
         }
         let url = &self.url;
-        let page = self
-            .store
-            .list_paginated(
-                (!url.prefix.is_empty()).then_some(url.prefix.as_str()),
-                PaginatedListOptions {
-                    delimiter: (!self.recursive).then_some("/".into()),
-                    max_keys: Some(LIST_PAGE),
-                    page_token: self.token.take(),
-                    ..PaginatedListOptions::default()
-                },
-            )
+        let asked = self.token.clone();
+        let call = self.store.list_paginated(
+            (!url.prefix.is_empty()).then_some(url.prefix.as_str()),
+            PaginatedListOptions {
+                delimiter: (!self.recursive).then_some("/".into()),
+                max_keys: Some(LIST_PAGE),
+                page_token: self.token.take(),
+                ..PaginatedListOptions::default()
+            },
+        );
+        let page = tokio::time::timeout(PAGE_TIMEOUT, call)
             .await
-            .map_err(|e| list_error(url, &e))?;
+            .map_err(|_| CallError::Failed(format!("listing {url}: no page within {PAGE_TIMEOUT:?}")))?
+            .map_err(|e| classify(&format!("listing {url}"), &e))?;
         match page.page_token {
+            // NB: a server that hands back the token it was given would
+            // list the same page forever.
+            Some(t) if asked.as_deref() == Some(t.as_str()) => {
+                return Err(CallError::Failed(format!(
+                    "listing {url}: the server repeated a page token"
+                )));
+            }
             Some(t) if !t.is_empty() => self.token = Some(t),
             _ => self.done = true,
         }
@@ -368,16 +406,40 @@ impl Lister {
     }
 }
 
-/// Sorts a failed listing into the job's fault and the rest. NB:
+/// The text of an `object_store` error without an S3 error document's
+/// body (which may repeat the request: key id, string to sign): its code
+/// only.
+pub fn clean(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let Some(at) = text.find("<?xml").or_else(|| text.find("<Error>")) else {
+        return text;
+    };
+    let code = text[at..]
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map_or("", |(code, _)| code);
+    let head = text[..at].trim_end().trim_end_matches(':');
+    format!("{head} (S3 error {})", code.chars().take(64).collect::<String>())
+}
+
+/// Sorts a failed call into the job's fault and the rest. NB:
 /// `object_store` reports a list request's 404 and 403 as generic errors
 /// (its status-carrying error type is private), so the S3 error code in
 /// the response, part of S3's API, is read from the message.
-fn list_error(url: &ObjectUrl, e: &object_store::Error) -> ListError {
-    let text = e.to_string();
-    let code = |c: &str| text.contains(&format!("<Code>{c}</Code>"));
-    let status = |s: &str| text.contains(&format!("status code: {s}"));
-    if matches!(e, object_store::Error::NotFound { .. }) || code("NoSuchBucket") || status("404") {
-        return ListError::Refused(format!("{url}: no such bucket"));
+fn classify(what: &str, e: &(dyn std::error::Error + 'static)) -> CallError {
+    let text = clean(e);
+    let raw = e.to_string();
+    let code = |c: &str| raw.contains(&format!("<Code>{c}</Code>"));
+    let status = |s: &str| raw.contains(&format!("status code: {s}"));
+    let store_error = e.downcast_ref::<object_store::Error>();
+    if matches!(store_error, Some(object_store::Error::InvalidPath { .. })) {
+        return CallError::Refused(format!("{what}: a key cannot be named: {text}"));
+    }
+    if code("RequestTimeTooSkewed") {
+        return CallError::Failed(format!("{what}: this host's clock is off: {text}"));
+    }
+    if matches!(store_error, Some(object_store::Error::NotFound { .. })) || code("NoSuchBucket") || status("404") {
+        return CallError::Refused(format!("{what}: no such bucket"));
     }
     let denied = [
         "AccessDenied",
@@ -388,17 +450,22 @@ fn list_error(url: &ObjectUrl, e: &object_store::Error) -> ListError {
     .into_iter()
     .find(|c| code(c));
     if matches!(
-        e,
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+        store_error,
+        Some(object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
     ) || denied.is_some()
         || status("403")
     {
-        return ListError::Refused(format!(
-            "{url}: the controller's keys may not list it ({})",
+        return CallError::Refused(format!(
+            "{what}: the controller's keys may not do it ({})",
             denied.unwrap_or("403")
         ));
     }
-    ListError::Failed(format!("listing {url}: {text}"))
+    if status("400") || status("301") {
+        return CallError::Refused(format!(
+            "{what}: the server refused the request (a wrong region or endpoint?): {text}"
+        ));
+    }
+    CallError::Failed(format!("{what}: {text}"))
 }
 
 /// `object_store`'s HTTP client: skep's reqwest 0.12.

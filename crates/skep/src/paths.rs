@@ -21,7 +21,15 @@ pub enum PathPolicy {
     Any,
     /// Under one of these folders (resolved when the controller starts) or
     /// object prefixes. Empty lists allow nothing.
-    Under(Arc<Vec<PathBuf>>, Arc<Vec<ObjectUrl>>),
+    Under(Arc<Vec<PathBuf>>, Arc<ObjectPrefixes>),
+}
+
+/// The object-storage prefixes jobs may read (sources) and write
+/// (outputs): `--allow-s3` and `--allow-s3-output`.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectPrefixes {
+    pub read: Vec<ObjectUrl>,
+    pub write: Vec<ObjectUrl>,
 }
 
 /// A path outside the allowed folders; the message names the field.
@@ -47,23 +55,29 @@ impl PathPolicy {
     }
 
     /// This policy, also allowing the objects under `prefixes`.
-    pub fn with_objects(self, prefixes: Vec<ObjectUrl>) -> Self {
+    pub fn with_objects(self, prefixes: ObjectPrefixes) -> Self {
         match self {
             PathPolicy::Any => PathPolicy::Any,
             PathPolicy::Under(dirs, _) => PathPolicy::Under(dirs, Arc::new(prefixes)),
         }
     }
 
-    /// Checks an object-storage URL of a job.
-    pub fn check_object(&self, field: &str, url: &ObjectUrl) -> Result<(), PathRefused> {
-        let PathPolicy::Under(_, allowed) = self else {
+    /// Checks an object-storage URL of a job, read from or (`write`)
+    /// written to.
+    pub fn check_object(&self, field: &str, url: &ObjectUrl, write: bool) -> Result<(), PathRefused> {
+        let PathPolicy::Under(_, prefixes) = self else {
             return Ok(());
+        };
+        let (allowed, flag) = if write {
+            (&prefixes.write, "--allow-s3-output")
+        } else {
+            (&prefixes.read, "--allow-s3")
         };
         if allowed.iter().any(|a| a.covers(url)) {
             return Ok(());
         }
         Err(PathRefused(if allowed.is_empty() {
-            format!("{field}: this controller allows no object storage (start it with --allow-s3 s3://BUCKET/PREFIX)")
+            format!("{field}: this controller allows no object storage here (start it with {flag} s3://BUCKET/PREFIX)")
         } else {
             let list = allowed.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
             format!("{field}: {url} is not under a prefix this controller allows ({list})")
@@ -116,7 +130,7 @@ impl PathPolicy {
         match &job.spec.source.url {
             Some(url) => {
                 let url = ObjectUrl::parse(url).map_err(|e| PathRefused(format!("spec.source.url: {e}")))?;
-                self.check_object("spec.source.url", &url)?;
+                self.check_object("spec.source.url", &url, false)?;
             }
             None => self.check("spec.source.path", Path::new(&job.spec.source.path))?,
         }
@@ -125,7 +139,7 @@ impl PathPolicy {
         }
         if let Some(url) = &job.spec.output.url {
             let url = ObjectUrl::parse(url).map_err(|e| PathRefused(format!("spec.output.url: {e}")))?;
-            self.check_object("spec.output.url", &url)?;
+            self.check_object("spec.output.url", &url, true)?;
         }
         Ok(())
     }
@@ -216,19 +230,32 @@ mod tests {
     #[test]
     fn object_prefixes_are_allowed_by_prefix_and_bucket() {
         let u = |s: &str| ObjectUrl::parse(s).unwrap();
-        let p = PathPolicy::under(&[]).unwrap().with_objects(vec![u("s3://scans/2024")]);
-        p.check_object("f", &u("s3://scans/2024/may")).unwrap();
-        p.check_object("f", &u("s3://scans/2024")).unwrap();
-        let e = p.check_object("f", &u("s3://scans/2025")).unwrap_err();
+        let p = PathPolicy::under(&[]).unwrap().with_objects(ObjectPrefixes {
+            read: vec![u("s3://scans/2024")],
+            write: vec![u("s3://results")],
+        });
+        p.check_object("f", &u("s3://scans/2024/may"), false).unwrap();
+        p.check_object("f", &u("s3://scans/2024"), false).unwrap();
+        let e = p.check_object("f", &u("s3://scans/2025"), false).unwrap_err();
         assert!(e.0.contains("not under a prefix"), "{e}");
-        p.check_object("f", &u("s3://scans")).unwrap_err();
-        p.check_object("f", &u("s3://other/2024")).unwrap_err();
+        p.check_object("f", &u("s3://scans"), false).unwrap_err();
+        p.check_object("f", &u("s3://other/2024"), false).unwrap_err();
+        // Reading does not grant writing, nor the reverse.
+        p.check_object("f", &u("s3://scans/2024"), true).unwrap_err();
+        p.check_object("f", &u("s3://results/x"), true).unwrap();
+        p.check_object("f", &u("s3://results/x"), false).unwrap_err();
         let none = PathPolicy::under(&[]).unwrap();
-        let e = none.check_object("f", &u("s3://scans")).unwrap_err();
-        assert!(e.0.contains("--allow-s3"), "{e}");
-        PathPolicy::Any.check_object("f", &u("s3://scans")).unwrap();
+        let e = none.check_object("f", &u("s3://scans"), false).unwrap_err();
+        assert!(e.0.contains("--allow-s3 "), "{e}");
+        let e = none.check_object("f", &u("s3://scans"), true).unwrap_err();
+        assert!(e.0.contains("--allow-s3-output"), "{e}");
+        PathPolicy::Any.check_object("f", &u("s3://scans"), true).unwrap();
         let mut job = BulkJob::new("j", skep_api::BulkJobSpec::for_path(""));
         job.spec.source.url = Some("s3://scans/2024/x".into());
+        p.check_job(&job).unwrap();
+        job.spec.output.url = Some("s3://scans/2024/out".into());
+        assert!(p.check_job(&job).unwrap_err().0.starts_with("spec.output.url: "));
+        job.spec.output.url = Some("s3://results/out".into());
         p.check_job(&job).unwrap();
         job.spec.source.url = Some("s3://scans/x".into());
         assert!(p.check_job(&job).unwrap_err().0.starts_with("spec.source.url: "));

@@ -80,6 +80,16 @@ impl S3 {
     }
 }
 
+/// The flags of a controller reaching the server with a secret key it
+/// does not take.
+fn wrong_secret(s3: &S3, dir: &Path) -> Vec<String> {
+    let mut flags = s3.flags(dir);
+    let wrong = dir.join("wrong-secret");
+    std::fs::write(&wrong, "0123456789abcdef0123456789abcdef01234567\n").expect("key file");
+    flags[5] = wrong.display().to_string();
+    flags
+}
+
 /// Uploads every file under `dir` as `prefix` + its relative path.
 async fn upload(stores: &ObjectStores, bucket: &str, dir: &Path, prefix: &str) -> usize {
     let mut n = 0;
@@ -229,6 +239,13 @@ async fn a_job_over_an_s3_prefix_reads_through_presigned_urls_and_writes_to_s3()
     // the controller fetched for the landing and then removed.
     let pdf = std::fs::read(out.join("pdf").join(format!("{}.pdf", scanned[0].rel_path))).expect("searchable PDF");
     assert!(pdf.starts_with(b"%PDF"), "not a PDF");
+    let copies: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("skep-source-"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(copies.is_empty(), "fetched copies left: {copies:?}");
     // The controller's working folder is gone once the outputs are up.
     let work = ws.path().join("skep-output").join(".skep-object-outputs");
     let left: Vec<_> = walkdir::WalkDir::new(&work)
@@ -251,18 +268,37 @@ async fn a_missing_bucket_or_no_keys_fail_the_job_with_a_clear_message() {
     assert!(conditions.contains("no such bucket"), "{conditions}");
     assert!(!all.contains(&s3.secret), "the secret key was printed: {all}");
 
+    // Outputs the server refuses (keys it does not take; s3s-fs makes a
+    // missing bucket on a PUT): the job fails, and says where its outputs
+    // are kept.
+    let ws = Workspace::new(1, None, false);
+    let out_bucket = s3.bucket("refused");
+    let job = job_file(
+        &ws,
+        "noout",
+        "    path: pages\n",
+        &format!("  output:\n    url: s3://{out_bucket}/x\n"),
+    );
+    let (job_doc, all) = run(&ws, &job, &wrong_secret(&s3, ws.path()));
+    assert_eq!(job_doc["status"]["phase"], "Failed", "{all}");
+    let conditions = job_doc["status"]["conditions"].to_string();
+    assert!(conditions.contains("OutputRefused"), "{conditions}");
+    assert!(conditions.contains("may not do it"), "{conditions}");
+    let kept = ws.path().join("skep-output").join(".skep-object-outputs");
+    let results_kept = walkdir::WalkDir::new(&kept)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name() == "results.jsonl");
+    assert!(results_kept, "the outputs are kept in the working folder");
+
     // Keys the server does not take.
     let ws = Workspace::new(1, None, false);
     let bucket = s3.bucket("badkey");
     let job = job_file(&ws, "badkey", &format!("    url: s3://{bucket}/x\n"), "");
-    let mut flags = s3.flags(ws.path());
-    let wrong = ws.path().join("wrong-secret");
-    std::fs::write(&wrong, "0123456789abcdef0123456789abcdef01234567\n").expect("key file");
-    flags[5] = wrong.display().to_string();
-    let (job_doc, all) = run(&ws, &job, &flags);
+    let (job_doc, all) = run(&ws, &job, &wrong_secret(&s3, ws.path()));
     assert_eq!(job_doc["status"]["phase"], "Failed", "{all}");
     let conditions = job_doc["status"]["conditions"].to_string();
-    assert!(conditions.contains("may not list it"), "{conditions}");
+    assert!(conditions.contains("may not do it"), "{conditions}");
 
     // A controller with no keys: the job says what is missing.
     let ws = Workspace::new(1, None, false);

@@ -6,6 +6,9 @@
 //! - **urls**: the same worker reading every page through the controller's
 //!   file endpoint on loopback (`--file-access url`), as a worker with no
 //!   shared mount does;
+//! - **s3** (with `--s3`): the same worker reading every page through a
+//!   presigned GET of an S3 server on loopback, as it reads an object
+//!   source;
 //! - **cli** ([`tesseract_cli`]): one `tesseract` process per page.
 //!
 //! The mean character error rate of each method is reported beside its
@@ -50,7 +53,7 @@ const NOISY_LOAD: f64 = 0.05;
 /// How each method is warmed up before each of its timed runs; printed
 /// with every report.
 pub const WARM_UP_RULE: &str = "before each timed run every thread of the method reads one page untimed \
-     (bare: starts its engine and reads a page; pipeline and urls: the worker starts and answers one task per slot; \
+     (bare: starts its engine and reads a page; pipeline, urls and s3: the worker starts and answers one task per slot; \
      cli: one tesseract process per thread), so engine start-up is outside the timing of bare and pipeline, \
      while cli pays its start-up in every process, as it does in use";
 
@@ -80,6 +83,9 @@ pub enum Error {
     /// The controller's file endpoint could not start.
     #[error("the file endpoint: {0}")]
     FileServer(String),
+    /// The pages could not be put on the S3 server, or signed.
+    #[error("the S3 server: {0}")]
+    S3(String),
 }
 
 /// `skep-bench ocr` options.
@@ -110,6 +116,12 @@ pub struct OcrOptions {
     /// Seed of the generated corpus.
     #[arg(long, default_value_t = DEFAULT_SEED, env = "SKEP_BENCH_SEED")]
     pub seed: u64,
+    /// An S3 server to read the pages from as well (method `s3`):
+    /// "ENDPOINT ACCESS_KEY SECRET_KEY DATA_DIR", the line
+    /// `scripts/s3-test-server.sh start DIR PORT` prints followed by
+    /// DIR/data (a bucket is made there). Without it, `s3` is not run.
+    #[arg(long, env = "SKEP_BENCH_S3", hide_env_values = true)]
+    pub s3: Option<String>,
 }
 
 impl Default for OcrOptions {
@@ -122,6 +134,7 @@ impl Default for OcrOptions {
             rounds: DEFAULT_ROUNDS,
             corpus: None,
             seed: DEFAULT_SEED,
+            s3: None,
         }
     }
 }
@@ -141,18 +154,20 @@ pub enum Method {
     Bare,
     Pipeline,
     Urls,
+    S3,
     Cli,
 }
 
 impl Method {
     /// The order of every round.
-    pub const ALL: [Method; 4] = [Method::Bare, Method::Pipeline, Method::Urls, Method::Cli];
+    pub const ALL: [Method; 5] = [Method::Bare, Method::Pipeline, Method::Urls, Method::S3, Method::Cli];
 
     pub fn name(self) -> &'static str {
         match self {
             Method::Bare => "bare",
             Method::Pipeline => "pipeline",
             Method::Urls => "urls",
+            Method::S3 => "s3",
             Method::Cli => "cli",
         }
     }
@@ -231,14 +246,20 @@ pub async fn run(opts: &OcrOptions) -> Result<OcrReport> {
     let server = crate::files::FileServer::start()
         .await
         .map_err(|e| Error::FileServer(e.to_string()))?;
-    let mut tallies: [Tally; 4] = Default::default();
+    let presigned = match &opts.s3 {
+        Some(line) => Some(presign_pages(line, &pages).await?),
+        None => None,
+    };
+    let mut tallies: [Tally; 5] = Default::default();
     for round in 1..=opts.rounds {
         for (method, tally) in Method::ALL.into_iter().zip(tallies.iter_mut()) {
-            let r = match method {
-                Method::Bare => blocking(pages.clone(), settings.clone(), bare::run).await?,
-                Method::Pipeline => pipeline::run(&pages, &settings, None).await?,
-                Method::Urls => pipeline::run(&pages, &settings, Some(&server)).await?,
-                Method::Cli => blocking(pages.clone(), settings.clone(), tesseract_cli::run).await?,
+            let r = match (method, &presigned) {
+                (Method::Bare, _) => blocking(pages.clone(), settings.clone(), bare::run).await?,
+                (Method::Pipeline, _) => pipeline::run(&pages, &settings, pipeline::Reader::Path).await?,
+                (Method::Urls, _) => pipeline::run(&pages, &settings, pipeline::Reader::Files(&server)).await?,
+                (Method::S3, Some(urls)) => pipeline::run(&pages, &settings, pipeline::Reader::Presigned(urls)).await?,
+                (Method::S3, None) => continue,
+                (Method::Cli, _) => blocking(pages.clone(), settings.clone(), tesseract_cli::run).await?,
             };
             eprintln!(
                 "ocr {}: round {round}/{}: {:<8} {:.2} s",
@@ -250,7 +271,8 @@ pub async fn run(opts: &OcrOptions) -> Result<OcrReport> {
             tally.add(&r, &pages);
         }
     }
-    let [bare, pipeline, urls, cli] = tallies.map(|t| t.report(pages.len()));
+    let [bare, pipeline, urls, s3, cli] = tallies.map(|t| t.report(pages.len()));
+    let s3 = presigned.is_some().then_some(s3);
     Ok(OcrReport {
         bench: "ocr",
         corpus: corpus.location.display().to_string(),
@@ -264,9 +286,13 @@ pub async fn run(opts: &OcrOptions) -> Result<OcrReport> {
         pipeline_vs_bare: Goal::new(ratio(pipeline.rate.per_s, bare.rate.per_s), GOAL_PIPELINE_VS_BARE),
         pipeline_vs_cli: Goal::new(ratio(pipeline.rate.per_s, cli.rate.per_s), GOAL_PIPELINE_VS_CLI),
         urls_vs_pipeline: Goal::new(ratio(urls.rate.per_s, pipeline.rate.per_s), GOAL_URLS_VS_PIPELINE),
+        s3_vs_pipeline: s3
+            .as_ref()
+            .map(|s| Goal::new(ratio(s.rate.per_s, pipeline.rate.per_s), GOAL_URLS_VS_PIPELINE)),
         bare,
         pipeline,
         urls,
+        s3,
         cli,
     })
 }
@@ -296,6 +322,8 @@ pub struct OcrReport {
     pub pipeline: MethodReport,
     /// The pipeline reading every page through the file endpoint.
     pub urls: MethodReport,
+    /// The pipeline reading every page through presigned S3 GETs (`--s3`).
+    pub s3: Option<MethodReport>,
     pub cli: MethodReport,
     /// Pages/s of pipeline over bare.
     pub pipeline_vs_bare: Goal,
@@ -303,6 +331,8 @@ pub struct OcrReport {
     pub pipeline_vs_cli: Goal,
     /// Pages/s through URLs over pages/s from paths.
     pub urls_vs_pipeline: Goal,
+    /// Pages/s through presigned S3 GETs over pages/s from paths.
+    pub s3_vs_pipeline: Option<Goal>,
 }
 
 /// Pages per second (`per_s`) of one method, and how well it read.
@@ -334,13 +364,12 @@ impl fmt::Display for OcrReport {
             "  {:<10} {:>8} {:>9} {:>8} {:>8} {:>9} {:>7} {:>8}",
             "method", "pages/s", "median s", "min s", "max s", "mean CER", "failed", "others"
         )?;
-        let methods = [
-            ("bare", &self.bare),
-            ("pipeline", &self.pipeline),
-            ("urls", &self.urls),
-            ("cli", &self.cli),
-        ];
-        for (name, m) in methods {
+        let mut methods = vec![("bare", &self.bare), ("pipeline", &self.pipeline), ("urls", &self.urls)];
+        if let Some(s3) = &self.s3 {
+            methods.push(("s3", s3));
+        }
+        methods.push(("cli", &self.cli));
+        for &(name, m) in &methods {
             let others = m.others_load.map_or("-".to_owned(), |o| format!("{:.0}%", o * 100.0));
             writeln!(
                 f,
@@ -359,8 +388,56 @@ impl fmt::Display for OcrReport {
         }
         writeln!(f, "  pipeline/bare: {}", RatioGoal(&self.pipeline_vs_bare))?;
         writeln!(f, "  pipeline/cli:  {}", RatioGoal(&self.pipeline_vs_cli))?;
-        write!(f, "  urls/pipeline: {}", RatioGoal(&self.urls_vs_pipeline))
+        write!(f, "  urls/pipeline: {}", RatioGoal(&self.urls_vs_pipeline))?;
+        match &self.s3_vs_pipeline {
+            Some(g) => write!(f, "\n  s3/pipeline:   {}", RatioGoal(g)),
+            None => write!(f, "\n  s3/pipeline:   not run (no --s3 server)"),
+        }
     }
+}
+
+/// Puts every page on the S3 server named by `line` (in a new bucket) and
+/// presigns a GET of each, valid for a day, by page path.
+async fn presign_pages(line: &str, pages: &[Page]) -> Result<std::collections::HashMap<PathBuf, String>> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let [endpoint, access, secret, data] = f.as_slice() else {
+        return Err(Error::S3(
+            "--s3 takes \"ENDPOINT ACCESS_KEY SECRET_KEY DATA_DIR\"".into(),
+        ));
+    };
+    let bucket = format!(
+        "skep-bench-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    std::fs::create_dir_all(PathBuf::from(data).join(&bucket)).map_err(|e| Error::S3(format!("{data}: {e}")))?;
+    let stores = skep::objects::ObjectStores::new(skep::objects::S3Settings {
+        endpoint: Some((*endpoint).to_owned()),
+        region: "us-east-1".into(),
+        access_key_id: (*access).to_owned(),
+        secret_access_key: (*secret).to_owned(),
+        session_token: None,
+        virtual_hosted: false,
+    });
+    let mut urls = std::collections::HashMap::new();
+    for (i, p) in pages.iter().enumerate() {
+        let name = p.path.file_name().and_then(|n| n.to_str()).unwrap_or("page.png");
+        let key = format!("pages/{i:05}-{name}");
+        let bytes = std::fs::read(&p.path).map_err(|e| Error::S3(format!("{}: {e}", p.path.display())))?;
+        stores
+            .put(&bucket, &key, bytes.into())
+            .await
+            .map_err(|e| Error::S3(e.0))?;
+        let url = stores
+            .presign_get(&bucket, &key, Duration::from_secs(86_400))
+            .await
+            .map_err(|e| Error::S3(e.0))?;
+        urls.insert(p.path.clone(), url);
+    }
+    Ok(urls)
 }
 
 #[cfg(test)]

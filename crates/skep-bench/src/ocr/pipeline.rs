@@ -2,7 +2,8 @@
 //! use) with one OCR slot per thread, fed task messages through a
 //! [`MemoryQueue`], answering on the results topic.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,18 +31,39 @@ const PATIENCE: Duration = Duration::from_secs(900);
 /// in flight by then).
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How the worker reads the pages.
+#[derive(Clone, Copy)]
+pub enum Reader<'a> {
+    /// From their paths.
+    Path,
+    /// Through the controller's file endpoint.
+    Files(&'a FileServer),
+    /// Through presigned GETs of an S3 server, by page path.
+    Presigned(&'a HashMap<PathBuf, String>),
+}
+
+impl Reader<'_> {
+    fn url(self, page: &Page) -> Option<String> {
+        match self {
+            Reader::Path => None,
+            Reader::Files(s) => Some(s.url(&page.path)),
+            Reader::Presigned(urls) => urls.get(&page.path).cloned(),
+        }
+    }
+}
+
 /// Starts a worker with `settings.threads` slots on a fresh queue, warms it
 /// up with one task per slot (each slot starts its engine), then publishes
 /// one task per page and times from that publish to the last result.
-/// With `urls`, every page is read through the controller's file endpoint
+/// Unless `urls` is [`Reader::Path`], every page is read through a URL
 /// (`--file-access url`) instead of its path.
-pub async fn run(pages: &[Page], settings: &Settings, urls: Option<&FileServer>) -> Result<Round> {
+pub async fn run(pages: &[Page], settings: &Settings, urls: Reader<'_>) -> Result<Round> {
     let queue = Arc::new(MemoryQueue::new());
     let opts = SubscribeOptions::new(RESULTS_CHANNEL, pages.len() + settings.threads, PATIENCE);
     let mut results = queue.subscribe(RESULTS_TOPIC, opts).await.map_err(Error::Queue)?;
     let mut cfg = WorkerConfig::new("bench-worker", skep_worker::node_name(), POOL, settings.threads);
     cfg.stop_grace = STOP_GRACE;
-    if urls.is_some() {
+    if !matches!(urls, Reader::Path) {
         cfg.file_access = skep_worker::fetch::FileAccess::Url;
     }
     let shutdown = CancellationToken::new();
@@ -65,7 +87,7 @@ async fn drive(
     results: &mut dyn Subscription,
     pages: &[Page],
     settings: &Settings,
-    urls: Option<&FileServer>,
+    urls: Reader<'_>,
 ) -> Result<Round> {
     let topic = task_topic(POOL);
     let warm_up: Vec<Bytes> = (0..settings.threads)
@@ -89,7 +111,7 @@ async fn drive(
     })
 }
 
-fn task(job: &str, index: usize, page: &Page, settings: &Settings, urls: Option<&FileServer>) -> Bytes {
+fn task(job: &str, index: usize, page: &Page, settings: &Settings, urls: Reader<'_>) -> Bytes {
     let msg = TaskMessage {
         v: WIRE_VERSION,
         job: job.to_owned(),
@@ -98,7 +120,7 @@ fn task(job: &str, index: usize, page: &Page, settings: &Settings, urls: Option<
         part: 0,
         pages: None,
         path: page.path.display().to_string(),
-        url: urls.map(|s| s.url(&page.path)),
+        url: urls.url(page),
         upload: None,
         attempt: 1,
         max_attempts: 3,

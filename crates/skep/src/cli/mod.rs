@@ -364,10 +364,15 @@ pub struct PathArgs {
     /// the controller's keys can read stay out of jobs' reach.
     #[arg(long = "allow-s3", env = "SKEP_ALLOW_S3", value_delimiter = ',', value_parser = parse_object_url)]
     pub allow_s3: Vec<skep_api::ObjectUrl>,
+    /// An object-storage prefix jobs may write their outputs under,
+    /// s3://BUCKET[/PREFIX] (repeat; SKEP_ALLOW_S3_OUTPUT, comma-separated).
+    /// Separate from --allow-s3: reading a bucket grants no writing there.
+    #[arg(long = "allow-s3-output", env = "SKEP_ALLOW_S3_OUTPUT", value_delimiter = ',', value_parser = parse_object_url)]
+    pub allow_s3_output: Vec<skep_api::ObjectUrl>,
     /// Let jobs use any folder this process can reach, as root if it runs
     /// as root, and any bucket its keys can read: only where every admin
     /// token holder may read and write the whole host.
-    #[arg(long, env = "SKEP_ALLOW_ANY_PATH", conflicts_with_all = ["allow_paths", "allow_s3"])]
+    #[arg(long, env = "SKEP_ALLOW_ANY_PATH", conflicts_with_all = ["allow_paths", "allow_s3", "allow_s3_output"])]
     pub allow_any_path: bool,
 }
 
@@ -415,6 +420,7 @@ impl S3Args {
             "--s3-secret-access-key-file",
         )
         .map_err(CliError::invalid)?;
+        let from_env = self.s3_access_key_id_file.is_none() && self.s3_secret_access_key_file.is_none();
         let (id, key) = match (id, key) {
             (Some(id), Some(key)) => (id, key),
             (None, None) if self.s3_endpoint.is_none() => return Ok(crate::objects::ObjectStores::none()),
@@ -446,7 +452,12 @@ impl S3Args {
             region,
             access_key_id: id,
             secret_access_key: key,
-            session_token: std::env::var("AWS_SESSION_TOKEN").ok().filter(|t| !t.is_empty()),
+            // NB: a session token belongs to keys from the environment;
+            // keys from files are long-lived ones.
+            session_token: from_env
+                .then(|| std::env::var("AWS_SESSION_TOKEN").ok())
+                .flatten()
+                .filter(|t| !t.is_empty()),
             virtual_hosted: self.s3_endpoint.is_none() || self.s3_virtual_hosted,
         }))
     }
@@ -475,7 +486,10 @@ impl PathArgs {
         }
         Ok(crate::paths::PathPolicy::under(&roots)
             .map_err(|e| CliError::invalid(format!("--allow-path: {e}")))?
-            .with_objects(self.allow_s3.clone()))
+            .with_objects(crate::paths::ObjectPrefixes {
+                read: self.allow_s3.clone(),
+                write: self.allow_s3_output.clone(),
+            }))
     }
 }
 

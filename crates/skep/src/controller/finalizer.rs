@@ -25,6 +25,10 @@ pub async fn cleanup(ctx: &Context, job: &BulkJob) -> Result<Action> {
         let paths = super::landing::JobPaths::of(job, &ctx.cfg.default_output_root);
         let _ = tokio::task::spawn_blocking(move || super::landing::remove_staging(&paths)).await;
     }
+    // A job deleted before its outputs went up: their working folder too.
+    if !job.is_finished() {
+        super::output::remove_object_work(ctx, job).await;
+    }
     ctx.store_call(ctx.store.remove_finalizer(job.name(), job.uid()))
         .await?;
     info!(job = job.name(), purged, "job cleaned up and deleted");

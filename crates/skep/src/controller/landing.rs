@@ -358,9 +358,11 @@ fn land_pdf(
 
 /// Largest input fetched from object storage for a landing.
 pub const MAX_SOURCE_COPY: u64 = 4 << 30;
+/// Longest such a fetch may take.
+pub const SOURCE_COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// A copy of an object-storage input, in its own folder under the staging
-/// folder, removed on drop.
+/// A copy of an object-storage input, in a new private folder under the
+/// temporary folder, removed on drop.
 #[derive(Debug)]
 pub struct SourceCopy(PathBuf);
 
@@ -388,13 +390,17 @@ pub async fn source_copy(
     {
         return Ok((paths.clone(), None));
     }
-    let dir = paths.staging.join(format!(".source-{}", uuid::Uuid::new_v4().simple()));
+    // NB: not in the staging folder, which workers on a shared mount write
+    // (a folder swapped for a symlink there would redirect the download):
+    // a new folder only this process may enter.
+    let dir = std::env::temp_dir().join(format!("skep-source-{}", uuid::Uuid::new_v4().simple()));
     let copy = SourceCopy(dir.clone());
     let target = dir.join(rel);
     let made = {
         let target = target.clone();
         tokio::task::spawn_blocking(move || {
-            std::fs::create_dir(&dir)?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -412,10 +418,17 @@ pub async fn source_copy(
         }
         Err(e) => return Err(LandError::new(FailureReason::Engine, e.to_string())),
     }
-    objects
-        .download(&url.bucket, &url.key(rel), &target, MAX_SOURCE_COPY)
-        .await
-        .map_err(|e| LandError::new(FailureReason::Unreadable, format!("fetching the input: {e}")))?;
+    let fetched = tokio::time::timeout(
+        SOURCE_COPY_TIMEOUT,
+        objects.download(&url.bucket, &url.key(rel), &target, MAX_SOURCE_COPY),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(crate::objects::ObjectError(format!(
+            "not done within {SOURCE_COPY_TIMEOUT:?}"
+        )))
+    });
+    fetched.map_err(|e| LandError::new(FailureReason::Unreadable, format!("fetching the input: {e}")))?;
     let mut with = paths.clone();
     with.source = copy.0.clone();
     Ok((with, Some(copy)))

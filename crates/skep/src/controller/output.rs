@@ -37,23 +37,39 @@ pub fn output_dir(job: &BulkJob, default_root: &Path) -> PathBuf {
 /// Uploads a finished job's working folder to its `output.url` (staging
 /// left out, `results.jsonl` last), then removes the folder. Safe to
 /// repeat: objects are overwritten whole, and the folder goes only once
-/// every file is up.
-pub async fn upload(ctx: &Context, url: &str, dir: &Path) -> Result<()> {
+/// every file is up. `Ok(Err(..))`: the store refused (no such bucket,
+/// keys that may not write there); retrying will not help.
+pub async fn upload(ctx: &Context, url: &str, dir: &Path) -> Result<std::result::Result<(), String>> {
     let failed = |message: String| Error::Upload {
         url: url.to_owned(),
         message,
     };
     let target = skep_api::ObjectUrl::parse(url).map_err(failed)?;
-    let n = ctx
+    let n = match ctx
         .cfg
         .objects
         .upload_tree(&target, dir, &[super::landing::STAGING_DIR], "results.jsonl")
         .await
-        .map_err(|e| failed(e.0))?;
+    {
+        Ok(n) => n,
+        Err(crate::objects::CallError::Refused(m)) => return Ok(Err(m)),
+        Err(crate::objects::CallError::Failed(m)) => return Err(failed(m)),
+    };
     tracing::info!(files = n, output = url, "outputs uploaded");
     let d = dir.to_path_buf();
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(d)).await;
-    Ok(())
+    Ok(Ok(()))
+}
+
+/// Removes the working folder of a job whose outputs go to object storage
+/// (a job refused or deleted before its upload): its outputs are not
+/// wanted any more.
+pub async fn remove_object_work(ctx: &Context, job: &BulkJob) {
+    if job.spec.output.url.is_none() || job.spec.output.path.is_some() {
+        return;
+    }
+    let dir = output_dir(job, &ctx.cfg.default_output_root);
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
 /// Under the controller's default output root: the working folders of

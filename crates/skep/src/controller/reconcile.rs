@@ -49,20 +49,26 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         return ttl(ctx, job, status, now).await;
     }
     let started = *status.start_time.get_or_insert(now);
+    // NB: every time, not only before the scan, and before anything that
+    // writes (the deadline's outputs too): a folder swapped for a symlink
+    // mid-job, or a narrower allow list after a restart, is caught here.
+    if let Err(refused) = paths_allowed(ctx, job).await? {
+        return refuse(ctx, job, status, "PathNotAllowed", refused.0, now).await;
+    }
+    for (field, url) in [
+        ("spec.source.url", &spec.source.url),
+        ("spec.output.url", &spec.output.url),
+    ] {
+        if url.is_some() && !ctx.cfg.objects.configured() {
+            let msg = format!("{field}: this controller has no object storage (start it with --s3-* keys)");
+            return refuse(ctx, job, status, "NoObjectStorage", msg, now).await;
+        }
+    }
     if let Some(limit) = spec.active_deadline_seconds
         && (now - started).num_seconds() >= limit as i64
     {
         let msg = format!("the job ran longer than activeDeadlineSeconds ({limit})");
         return finish(ctx, job, status, Phase::Failed, "DeadlineExceeded", msg, now).await;
-    }
-    // NB: every time, not only before the scan: a folder swapped for a
-    // symlink mid-job is caught here, before the next write.
-    if let Err(refused) = paths_allowed(ctx, job).await? {
-        return refuse(job, status, "PathNotAllowed", refused.0, now);
-    }
-    if spec.output.url.is_some() && !ctx.cfg.objects.configured() {
-        let msg = "spec.output.url: this controller has no object storage (start it with --s3-* keys)".to_owned();
-        return refuse(job, status, "NoObjectStorage", msg, now);
     }
     if !status.is_true(condition::SCANNED) {
         match scan::scan_job(ctx, job).await? {
@@ -244,7 +250,8 @@ pub(super) async fn paths_allowed(
 
 /// Fails the job without touching its folders: no outputs are written
 /// (they may be where the controller must not write).
-fn refuse(
+async fn refuse(
+    ctx: &Context,
     job: &BulkJob,
     status: &mut BulkJobStatus,
     reason: &str,
@@ -252,6 +259,7 @@ fn refuse(
     now: DateTime<Utc>,
 ) -> Result<Action> {
     tracing::warn!(job = job.name(), reason, %message, "job refused");
+    output::remove_object_work(ctx, job).await;
     mark_finished(status, Phase::Failed, reason, message, now);
     Ok(Action::await_change())
 }
@@ -297,8 +305,13 @@ async fn finish(
     let dir = output::write_outputs(ctx, job, &report).await?;
     let paths = landing::JobPaths::of(job, &ctx.cfg.default_output_root);
     let _ = tokio::task::spawn_blocking(move || landing::remove_staging(&paths)).await;
-    if let Some(url) = &job.spec.output.url {
-        output::upload(ctx, url, &dir).await?;
+    if let Some(url) = &job.spec.output.url
+        && let Err(refused) = output::upload(ctx, url, &dir).await?
+    {
+        // NB: the outputs stay in the working folder, named in the message.
+        let msg = format!("{refused}; the outputs are kept in {}", dir.display());
+        mark_finished(status, Phase::Failed, "OutputRefused", msg, now);
+        return Ok(Action::await_change());
     }
     status.files = counts;
     status.pages = all.pages;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{Context, Error, Result};
-use crate::objects::ListError;
+use crate::objects::CallError;
 use crate::store::NewTask;
 
 /// Files inserted into the store per batch while scanning.
@@ -244,8 +244,8 @@ async fn scan_objects(ctx: &Context, job: &BulkJob, url: &str) -> Result<std::re
         let page = match lister.next_page().await {
             Ok(Some(page)) => page,
             Ok(None) => return Ok(Ok(next_index)),
-            Err(ListError::Refused(m)) => return problem(m),
-            Err(ListError::Failed(message)) => {
+            Err(CallError::Refused(m)) => return problem(m),
+            Err(CallError::Failed(message)) => {
                 return Err(Error::Scan {
                     path: url.to_string(),
                     message,
