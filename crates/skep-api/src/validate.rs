@@ -41,6 +41,15 @@ impl Errors {
             });
         }
     }
+
+    /// Checks `<parent>.url`, which excludes `<parent>.path` (`no_path`:
+    /// none is given).
+    fn object_url(&mut self, parent: &str, url: &str, no_path: bool) {
+        self.check(no_path, parent, || "path and url are exclusive: name one".to_owned());
+        if let Err(message) = crate::ObjectUrl::parse(url) {
+            self.check(false, &format!("{parent}.url"), || message);
+        }
+    }
 }
 
 /// Whether `s` is a lowercase RFC 1123 label: what Docker accepts in a
@@ -97,17 +106,7 @@ pub fn validate_job(job: &BulkJob) -> Result<(), ValidationErrors> {
         None => e.check(!s.source.path.trim().is_empty(), "spec.source.path", || {
             "is required (or spec.source.url)".to_owned()
         }),
-        Some(url) => {
-            e.check(s.source.path.is_empty(), "spec.source", || {
-                "path and url are exclusive: name one".to_owned()
-            });
-            if let Err(err) = crate::ObjectUrl::parse(url) {
-                e.0.push(FieldError {
-                    path: "spec.source.url".to_owned(),
-                    message: err,
-                });
-            }
-        }
+        Some(url) => e.object_url("spec.source", url, s.source.path.is_empty()),
     }
     for (field, globs) in [("include", &s.source.include), ("exclude", &s.source.exclude)] {
         for (i, g) in globs.iter().enumerate() {
@@ -144,15 +143,7 @@ pub fn validate_job(job: &BulkJob) -> Result<(), ValidationErrors> {
         });
     }
     if let Some(url) = &s.output.url {
-        e.check(s.output.path.is_none(), "spec.output", || {
-            "path and url are exclusive: name one".to_owned()
-        });
-        if let Err(err) = crate::ObjectUrl::parse(url) {
-            e.0.push(FieldError {
-                path: "spec.output.url".to_owned(),
-                message: err,
-            });
-        }
+        e.object_url("spec.output", url, s.output.path.is_none());
     }
 
     let sc = &s.scaling;

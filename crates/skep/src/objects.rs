@@ -38,6 +38,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const PAGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time one output file's upload may take.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Bytes buffered per upload before it turns into a multipart upload.
+const UPLOAD_BUFFER: usize = 8 << 20;
 
 /// An object listed under a source prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,16 +162,14 @@ impl ObjectStores {
     /// `expires_in` has passed.
     pub async fn presign_get(&self, bucket: &str, key: &str, expires_in: Duration) -> Result<String, ObjectError> {
         let store = self.store(bucket)?;
-        let path = ObjectPath::parse(key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))?;
+        let path = object_path(key)?;
         store
             .signed_url(http::Method::GET, &path, expires_in)
             .await
             .map(String::from)
             .map_err(|e| ObjectError(format!("signing a URL for s3://{bucket}/{key}: {}", clean(&e))))
     }
-}
 
-impl ObjectStores {
     /// Writes object `key` of `bucket` to a new file at `to` (it must not
     /// exist), `max_bytes` at most; a partial file is removed.
     pub async fn download(
@@ -183,7 +183,7 @@ impl ObjectStores {
         use object_store::ObjectStoreExt;
         use tokio::io::AsyncWriteExt;
         let store = self.store(bucket)?;
-        let path = ObjectPath::parse(key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))?;
+        let path = object_path(key)?;
         let got = store
             .get(&path)
             .await
@@ -224,26 +224,19 @@ impl ObjectStores {
         }
         written
     }
-}
 
-impl ObjectStores {
     /// Writes `bytes` as object `key` of `bucket`.
     pub async fn put(&self, bucket: &str, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
         use object_store::ObjectStoreExt;
         let store = self.store(bucket)?;
-        let path = ObjectPath::parse(key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))?;
+        let path = object_path(key)?;
         store
             .put(&path, bytes.into())
             .await
             .map(|_| ())
             .map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {}", clean(&e))))
     }
-}
 
-/// Bytes buffered per upload before it turns into a multipart upload.
-const UPLOAD_BUFFER: usize = 8 << 20;
-
-impl ObjectStores {
     /// Uploads the regular files under `dir` (symlinks are not followed,
     /// top-level entries named in `skip` left out) as `prefix` + their
     /// path below `dir`, `last` (a top-level file name) after all others.
@@ -292,7 +285,7 @@ impl ObjectStores {
         let mut n = 0u64;
         for (rel, path) in rest {
             let key = url.key(&rel);
-            let object = ObjectPath::parse(&key).map_err(|e| CallError::Refused(format!("key {key:?}: {e}")))?;
+            let object = object_path(&key).map_err(|e| CallError::Refused(e.0))?;
             // NB: the walk above saw a regular file, but workers on a
             // shared mount could swap a folder or the file for a symlink
             // since: the chain is opened again without following any.
@@ -335,6 +328,12 @@ impl ObjectStores {
         }
         Ok(n)
     }
+}
+
+/// `key` as `object_store` names it (it refuses empty, `.` and `..`
+/// segments and control characters).
+fn object_path(key: &str) -> Result<ObjectPath, ObjectError> {
+    ObjectPath::parse(key).map_err(|e| ObjectError(format!("key {key:?}: {e}")))
 }
 
 /// A paged listing (see [`ObjectStores::lister`]).
