@@ -156,6 +156,15 @@ pub struct TaskMessage {
     /// the controller signs none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<String>,
+    /// The object's size as listed (object sources): a worker fails a read
+    /// of any other size as `changed`, and `--file-access auto` reads a
+    /// local file only if its size matches. Older workers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The object's ETag as listed: a worker fetches with `If-Match`, so a
+    /// replaced object is never read as the listed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
     /// 1-based attempt the controller dispatched.
     pub attempt: u32,
     pub max_attempts: u32,
@@ -190,6 +199,8 @@ impl TaskMessage {
             path: path.into(),
             url: None,
             upload: None,
+            size: None,
+            etag: None,
             attempt: 1,
             max_attempts: crate::DEFAULT_MAX_ATTEMPTS,
             timeout_ms: crate::DEFAULT_FILE_TIMEOUT_SECONDS * 1000,
@@ -291,6 +302,9 @@ pub struct WorkerRef {
 pub enum FailureReason {
     /// The file is not there (moved or deleted after the scan).
     NotFound,
+    /// An object replaced after the scan listed it (another size or ETag):
+    /// the listed version is gone, so no attempt can read it.
+    Changed,
     /// It could not be read (permissions, I/O error).
     Unreadable,
     /// Zero bytes.
@@ -327,6 +341,7 @@ impl FailureReason {
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::NotFound => "notFound",
+            FailureReason::Changed => "changed",
             FailureReason::Unreadable => "unreadable",
             FailureReason::Empty => "empty",
             FailureReason::Unsupported => "unsupported",
@@ -346,8 +361,9 @@ impl FailureReason {
 }
 
 /// Every reason, for metrics that pre-register their labels.
-pub const ALL_REASONS: [FailureReason; 11] = [
+pub const ALL_REASONS: [FailureReason; 12] = [
     FailureReason::NotFound,
+    FailureReason::Changed,
     FailureReason::Unreadable,
     FailureReason::Empty,
     FailureReason::Unsupported,
@@ -492,6 +508,8 @@ mod tests {
             path: "/data/a.png".into(),
             url: None,
             upload: None,
+            size: None,
+            etag: None,
             attempt: 1,
             max_attempts: 3,
             timeout_ms: 1000,

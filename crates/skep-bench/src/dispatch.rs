@@ -389,6 +389,8 @@ pub fn task_bodies(n: usize) -> Vec<Bytes> {
                 ),
                 url: None,
                 upload: None,
+                size: None,
+                etag: None,
                 attempt: 1,
                 max_attempts: 3,
                 timeout_ms: 300_000,

@@ -49,7 +49,7 @@ pub const FETCH_TRIES: u32 = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a fetch did, for metrics: a closed set.
-pub const FETCH_RESULTS: [&str; 6] = ["ok", "notFound", "refused", "tooLarge", "timeout", "error"];
+pub const FETCH_RESULTS: [&str; 7] = ["ok", "notFound", "changed", "refused", "tooLarge", "timeout", "error"];
 
 /// A fetched file, under its own name in a folder of its own; both are
 /// deleted when dropped.
@@ -60,6 +60,24 @@ pub struct Fetched {
     pub bytes: u64,
     /// Tries it took (1 when the first worked).
     pub tries: u32,
+}
+
+/// The version a fetch must read: an object's size and ETag as the
+/// controller listed them (none for a file of a folder). Another version
+/// fails the file as `changed`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Expect<'a> {
+    pub size: Option<u64>,
+    pub etag: Option<&'a str>,
+}
+
+impl<'a> Expect<'a> {
+    pub fn of(task: &'a TaskMessage) -> Self {
+        Self {
+            size: task.size,
+            etag: task.etag.as_deref(),
+        }
+    }
 }
 
 /// A failed fetch: the file's failure and the metrics result.
@@ -153,8 +171,15 @@ impl Fetcher {
     }
 
     /// Fetches `url` within `limit`, with retries, as a file named like
-    /// `original` (the task's path: artefacts name their image by it).
-    pub async fn fetch(&self, url: &str, original: &Path, limit: Duration) -> Result<Fetched, FetchError> {
+    /// `original` (the task's path: artefacts name their image by it); the
+    /// body must be the `expect`ed version (`If-Match`, size).
+    pub async fn fetch(
+        &self,
+        url: &str,
+        original: &Path,
+        expect: Expect<'_>,
+        limit: Duration,
+    ) -> Result<Fetched, FetchError> {
         let deadline = Instant::now() + limit;
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| error(format!("cannot make {}: {}", self.dir.display(), e.kind())))?;
@@ -178,7 +203,7 @@ impl Fetcher {
         loop {
             tries += 1;
             let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = tokio::time::timeout(left, self.try_once(url, &mut out)).await;
+            let attempt = tokio::time::timeout(left, self.try_once(url, expect, &mut out)).await;
             let failure = match attempt {
                 Ok(Ok(bytes)) => {
                     return Ok(Fetched {
@@ -212,15 +237,16 @@ impl Fetcher {
     }
 
     /// One try: the whole body into `out` (emptied first).
-    async fn try_once(&self, url: &str, out: &mut tokio::fs::File) -> Result<u64, Try> {
+    async fn try_once(&self, url: &str, expect: Expect<'_>, out: &mut tokio::fs::File) -> Result<u64, Try> {
         out.set_len(0).await.map_err(|e| Try::io("emptying", &e))?;
         out.rewind().await.map_err(|e| Try::io("rewinding", &e))?;
-        let res = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| Try::Transient(describe(e)))?;
+        let mut get = self.client.get(url);
+        if let Some(etag) = expect.etag {
+            // NB: a presigned GET signs only `host`; an unsigned
+            // `If-Match` is still honoured (S3 answers 412).
+            get = get.header(reqwest::header::IF_MATCH, etag);
+        }
+        let res = get.send().await.map_err(|e| Try::Transient(describe(e)))?;
         let status = res.status();
         if !status.is_success() {
             // NB: the server's message, bounded: it says why (expired,
@@ -246,14 +272,28 @@ impl Fetcher {
                     ),
                     result: "refused",
                 }),
+                412 => Try::Final(changed(format!("its ETag is no longer {}", expect.etag.unwrap_or("?")))),
                 408 | 429 | 500..=599 => Try::Transient(format!("{status}{said}")),
                 _ => Try::Final(error(format!("the file's URL answered {status}{said}"))),
             });
         }
-        if let Some(len) = res.content_length()
-            && len > self.max_bytes
+        // NB: checked here too, for a server that ignores `If-Match` on
+        // a GET (s3s-fs does).
+        if let Some(etag) = expect.etag
+            && let Some(served) = res.headers().get(reqwest::header::ETAG)
+            && !same_etag(served.as_bytes(), etag.as_bytes())
         {
-            return Err(Try::Final(too_large(self.max_bytes)));
+            return Err(Try::Final(changed(format!("its ETag is no longer {etag}"))));
+        }
+        if let Some(len) = res.content_length() {
+            if len > self.max_bytes {
+                return Err(Try::Final(too_large(self.max_bytes)));
+            }
+            if let Some(size) = expect.size
+                && len != size
+            {
+                return Err(Try::Final(changed(format!("it is {len} bytes, listed as {size}"))));
+            }
         }
         let mut stream = res.bytes_stream();
         let mut bytes = 0u64;
@@ -266,7 +306,13 @@ impl Fetcher {
             out.write_all(&chunk).await.map_err(|e| Try::io("writing", &e))?;
         }
         out.flush().await.map_err(|e| Try::io("writing", &e))?;
-        Ok(bytes)
+        match expect.size {
+            // NB: a body cut short is a broken connection, retried; a
+            // longer one is another object.
+            Some(size) if bytes < size => Err(Try::Transient(format!("the body ended after {bytes} of {size} bytes"))),
+            Some(size) if bytes > size => Err(Try::Final(changed(format!("it is over {size} bytes, its listed size")))),
+            _ => Ok(bytes),
+        }
     }
 }
 
@@ -389,6 +435,23 @@ fn error(message: String) -> FetchError {
     FetchError {
         error: OcrError::new(FailureReason::Unreadable, message),
         result: "error",
+    }
+}
+
+/// Whether two ETags name the same version (a weak `W/` mark aside).
+pub fn same_etag(a: &[u8], b: &[u8]) -> bool {
+    let strong = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
+    strong(a) == strong(b)
+}
+
+/// The object was replaced after the controller listed it.
+fn changed(how: String) -> FetchError {
+    FetchError {
+        error: OcrError::new(
+            FailureReason::Changed,
+            format!("the file changed after the job listed it: {how}"),
+        ),
+        result: "changed",
     }
 }
 

@@ -99,7 +99,7 @@ impl Metrics {
         let fetches = IntCounterVec::new(
             Opts::new(
                 "skep_worker_fetches_total",
-                "Files fetched through their task's URL (no shared mount), by result: ok, notFound, refused (expired or bad signature), tooLarge, timeout, error (after retries).",
+                "Files fetched through their task's URL (no shared mount), by result: ok, notFound, changed (another version than listed), refused (expired or bad signature), tooLarge, timeout, error (after retries).",
             ),
             &["result"],
         )?;

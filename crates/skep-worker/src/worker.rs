@@ -441,7 +441,8 @@ async fn read_file(ctx: &Ctx, task: &TaskMessage, slot: &mut OcrSlot) -> Result<
         Source::Path(_) => None,
         Source::Url(url) => {
             let started = Instant::now();
-            match ctx.fetcher.fetch(url, std::path::Path::new(&task.path), timeout).await {
+            let original = std::path::Path::new(&task.path);
+            match ctx.fetcher.fetch(url, original, fetch::Expect::of(task), timeout).await {
                 Ok(f) => {
                     ctx.cfg.observer.file_fetched("ok", f.bytes, started.elapsed());
                     debug!(job = %task.job, index = task.index, bytes = f.bytes, tries = f.tries, "fetched");

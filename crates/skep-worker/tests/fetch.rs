@@ -17,7 +17,7 @@ use bytes::Bytes;
 use skep_api::{FailureReason, Outcome, RESULTS_TOPIC, ResultMessage, TaskMessage, task_topic};
 use skep_queue::{MemoryQueue, SubscribeOptions, TaskQueue};
 use skep_testkit::{CorpusOptions, ImageFormat, PageSize, cer, generate_corpus, load_truth};
-use skep_worker::fetch::{self, Fetcher, FileAccess, Source};
+use skep_worker::fetch::{self, Expect, Fetcher, FileAccess, Source};
 use skep_worker::{WorkerConfig, worker};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,30 @@ async fn gone() -> Response {
     (StatusCode::NOT_FOUND, "no such file").into_response()
 }
 
+/// The page as version `"v2"` of an object: another `If-Match` is
+/// answered 412, as S3 does.
+async fn versioned(State(s): State<Served>, headers: axum::http::HeaderMap) -> Response {
+    match headers.get("if-match") {
+        Some(tag) if tag != "\"v2\"" => (
+            StatusCode::PRECONDITION_FAILED,
+            "<Error><Code>PreconditionFailed</Code></Error>",
+        )
+            .into_response(),
+        _ => ([("etag", "\"v2\"")], s.page.clone()).into_response(),
+    }
+}
+
+/// The page as version `"v3"`, whatever `If-Match` asks (as s3s-fs does).
+async fn retagged(State(s): State<Served>) -> Response {
+    ([("etag", "\"v3\"")], s.page.clone()).into_response()
+}
+
+/// The page streamed with no length given.
+async fn page_unsized(State(s): State<Served>) -> Response {
+    let chunks = futures::stream::iter([Ok::<_, std::io::Error>(s.page.clone())]);
+    Body::from_stream(chunks).into_response()
+}
+
 /// Says it is 10 MB long.
 async fn big() -> Response {
     Response::builder()
@@ -90,6 +114,9 @@ async fn serve(body: Bytes) -> (String, Served) {
     };
     let app = Router::new()
         .route("/page", get(page))
+        .route("/versioned", get(versioned))
+        .route("/retagged", get(retagged))
+        .route("/page-unsized", get(page_unsized))
         .route("/flaky", get(flaky))
         .route("/broken", get(broken))
         .route("/expired", get(expired))
@@ -120,7 +147,12 @@ async fn fetches_are_bounded_retried_and_named_by_result() {
     let limit = Duration::from_secs(20);
 
     let ok = fetcher
-        .fetch(&format!("{base}/page"), Path::new("/data/a.png"), limit)
+        .fetch(
+            &format!("{base}/page"),
+            Path::new("/data/a.png"),
+            Expect::default(),
+            limit,
+        )
         .await
         .expect("page");
     assert_eq!(std::fs::read(&ok.path).expect("read"), page);
@@ -135,7 +167,12 @@ async fn fetches_are_bounded_retried_and_named_by_result() {
     assert!(!kept.exists(), "a fetched copy is deleted once dropped");
 
     let flaky = fetcher
-        .fetch(&format!("{base}/flaky"), Path::new("/data/a.png"), limit)
+        .fetch(
+            &format!("{base}/flaky"),
+            Path::new("/data/a.png"),
+            Expect::default(),
+            limit,
+        )
         .await
         .expect("flaky");
     assert_eq!((flaky.tries, served.flaky_calls.load(Ordering::SeqCst)), (3, 3));
@@ -155,7 +192,12 @@ async fn fetches_are_bounded_retried_and_named_by_result() {
     ];
     for (path, reason, result, says) in cases {
         let e = fetcher
-            .fetch(&format!("{base}{path}"), Path::new("/data/a.png"), limit)
+            .fetch(
+                &format!("{base}{path}"),
+                Path::new("/data/a.png"),
+                Expect::default(),
+                limit,
+            )
             .await
             .expect_err(path);
         assert_eq!(
@@ -167,11 +209,63 @@ async fn fetches_are_bounded_retried_and_named_by_result() {
         assert!(e.error.message.contains(says), "{path}: {}", e.error.message);
     }
 
+    // The listed version: its ETag and size match.
+    let size = page.len() as u64;
+    let listed = Expect {
+        size: Some(size),
+        etag: Some("\"v2\""),
+    };
+    for path in ["/versioned", "/page-unsized"] {
+        let ok = fetcher
+            .fetch(&format!("{base}{path}"), Path::new("/data/a.png"), listed, limit)
+            .await
+            .expect(path);
+        assert_eq!(std::fs::read(&ok.path).expect("read"), page, "{path}");
+    }
+    // Another version: a replaced ETag (412), another length said, or a
+    // longer body streamed; each fails at once as `changed`.
+    let other_tag = Expect {
+        size: Some(size),
+        etag: Some("\"v1\""),
+    };
+    let other_size = Expect {
+        size: Some(size - 1),
+        etag: None,
+    };
+    let cases = [
+        ("/versioned", other_tag, "ETag is no longer \"v1\""),
+        ("/retagged", listed, "ETag is no longer \"v2\""),
+        (
+            "/page",
+            other_size,
+            &*format!("it is {size} bytes, listed as {}", size - 1),
+        ),
+        ("/page-unsized", other_size, &*format!("over {} bytes", size - 1)),
+    ];
+    for (path, expect, says) in cases {
+        let e = fetcher
+            .fetch(&format!("{base}{path}"), Path::new("/data/a.png"), expect, limit)
+            .await
+            .expect_err(path);
+        assert_eq!(
+            (e.error.reason, e.result),
+            (FailureReason::Changed, "changed"),
+            "{path}: {}",
+            e.error.message
+        );
+        assert!(e.error.message.contains(says), "{path}: {}", e.error.message);
+        assert!(
+            !e.error.reason.is_retryable(),
+            "a replaced object cannot be read as listed"
+        );
+    }
+
     let started = std::time::Instant::now();
     let e = fetcher
         .fetch(
             &format!("{base}/drip"),
             Path::new("/data/a.png"),
+            Expect::default(),
             Duration::from_secs(2),
         )
         .await
@@ -188,6 +282,7 @@ async fn fetches_are_bounded_retried_and_named_by_result() {
         .fetch(
             "http://127.0.0.1:9/files?path=%2Fa&sig=SECRETSIG",
             Path::new("/a"),
+            Expect::default(),
             limit,
         )
         .await

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skep_api::FailureReason;
-use skep_worker::fetch::{self, Fetcher};
+use skep_worker::fetch::{self, Expect, Fetcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
@@ -71,7 +71,7 @@ async fn an_https_url_reads_with_the_given_ca_and_is_refused_without_it() {
 
     let trusting = Fetcher::new(dir.path().join("f1"), 1_000_000, &roots).expect("fetcher");
     let got = trusting
-        .fetch(&url, Path::new("/data/a.png"), limit)
+        .fetch(&url, Path::new("/data/a.png"), Expect::default(), limit)
         .await
         .expect("fetched over TLS");
     assert_eq!(std::fs::read(&got.path).expect("read"), BODY);
@@ -80,7 +80,7 @@ async fn an_https_url_reads_with_the_given_ca_and_is_refused_without_it() {
         .expect("fetcher")
         .with_backoff(Duration::from_millis(10));
     let e = strict
-        .fetch(&url, Path::new("/data/a.png"), limit)
+        .fetch(&url, Path::new("/data/a.png"), Expect::default(), limit)
         .await
         .expect_err("an unknown CA is refused");
     assert_eq!((e.error.reason, e.result), (FailureReason::Unreadable, "error"));

@@ -38,6 +38,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const PAGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time one output file's upload may take.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Longest ETag kept (S3's are 34–50 bytes).
+const MAX_ETAG: usize = 200;
 /// Bytes buffered per upload before it turns into a multipart upload.
 const UPLOAD_BUFFER: usize = 8 << 20;
 
@@ -171,23 +173,44 @@ impl ObjectStores {
     }
 
     /// Writes object `key` of `bucket` to a new file at `to` (it must not
-    /// exist), `max_bytes` at most; a partial file is removed.
+    /// exist), `max_bytes` at most; a partial file is removed. With a
+    /// `version`, another version of the object is `Ok(Err(how))`.
     pub async fn download(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&crate::store::ObjectVersion>,
         to: &std::path::Path,
         max_bytes: u64,
-    ) -> Result<u64, ObjectError> {
+    ) -> Result<Result<u64, String>, ObjectError> {
         use futures::StreamExt;
-        use object_store::ObjectStoreExt;
+        use object_store::ObjectStore;
         use tokio::io::AsyncWriteExt;
         let store = self.store(bucket)?;
         let path = object_path(key)?;
-        let got = store
-            .get(&path)
-            .await
-            .map_err(|e| ObjectError(format!("s3://{bucket}/{key}: {}", clean(&e))))?;
+        let options = object_store::GetOptions {
+            if_match: version.and_then(|v| v.etag.clone()),
+            ..object_store::GetOptions::default()
+        };
+        let got = match store.get_opts(&path, options).await {
+            Ok(got) => got,
+            Err(object_store::Error::Precondition { .. }) => {
+                return Ok(Err("its ETag is no longer the listed one".into()));
+            }
+            Err(e) => return Err(ObjectError(format!("s3://{bucket}/{key}: {}", clean(&e)))),
+        };
+        if let Some(v) = version {
+            if got.meta.size != v.size {
+                return Ok(Err(format!("it is {} bytes, listed as {}", got.meta.size, v.size)));
+            }
+            // NB: checked here too, for a server that ignores `If-Match`
+            // on a GET (s3s-fs does).
+            if let (Some(listed), Some(served)) = (&v.etag, &got.meta.e_tag)
+                && listed.trim_start_matches("W/") != served.trim_start_matches("W/")
+            {
+                return Ok(Err("its ETag is no longer the listed one".into()));
+            }
+        }
         if got.meta.size > max_bytes {
             return Err(ObjectError(format!(
                 "s3://{bucket}/{key} is {} bytes, over {max_bytes}",
@@ -222,7 +245,7 @@ impl ObjectStores {
         if written.is_err() {
             let _ = tokio::fs::remove_file(to).await;
         }
-        written
+        written.map(Ok)
     }
 
     /// Writes `bytes` as object `key` of `bucket`.
@@ -397,12 +420,18 @@ impl Lister {
                     Some(Listed {
                         rel,
                         size: o.size,
-                        etag: o.e_tag,
+                        etag: o.e_tag.filter(|t| usable_etag(t)),
                     })
                 })
                 .collect(),
         ))
     }
+}
+
+/// Whether a listed ETag can go into a worker's `If-Match` header as it
+/// is: visible ASCII, short. Another is dropped (the size still checks).
+fn usable_etag(tag: &str) -> bool {
+    !tag.is_empty() && tag.len() <= MAX_ETAG && tag.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The text of an `object_store` error without an S3 error document's

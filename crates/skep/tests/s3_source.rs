@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use common::{Workspace, results, text};
 use skep::objects::{ObjectStores, S3Settings};
+use skep::store::ObjectVersion;
 use skep_api::ObjectUrl;
 use skep_testkit::documents::{ScannedPdfOptions, generate_scanned_pdfs};
 use skep_testkit::{PageSize, cer, load_truth};
@@ -191,19 +192,26 @@ async fn a_job_over_an_s3_prefix_reads_through_presigned_urls_and_writes_to_s3()
     // The outputs are objects under the output prefix: fetched back here.
     let out = ws.path().join("fetched");
     let out_url = ObjectUrl::parse(&format!("s3://{out_bucket}/results/run1")).expect("url");
-    let mut keys = Vec::new();
+    let mut listed = Vec::new();
     let mut lister = stores.lister(&out_url, true).expect("lister");
     while let Some(page) = lister.next_page().await.expect("a page") {
-        keys.extend(page.into_iter().map(|o| o.rel));
+        listed.extend(page);
     }
-    for rel in &keys {
-        let to = out.join(rel);
+    for o in &listed {
+        let to = out.join(&o.rel);
         std::fs::create_dir_all(to.parent().expect("parent")).expect("folder");
-        stores
-            .download(&out_bucket, &out_url.key(rel), &to, 1 << 30)
+        let version = ObjectVersion {
+            size: o.size,
+            etag: o.etag.clone(),
+        };
+        let n = stores
+            .download(&out_bucket, &out_url.key(&o.rel), Some(&version), &to, 1 << 30)
             .await
-            .expect("download");
+            .expect("download")
+            .expect("the listed version");
+        assert_eq!(n, o.size, "{}", o.rel);
     }
+    let keys: Vec<String> = listed.into_iter().map(|o| o.rel).collect();
     assert!(
         keys.iter().all(|k| !k.starts_with(".skep")),
         "staging uploaded: {keys:?}"
@@ -342,4 +350,88 @@ fn an_s3_source_is_validated_at_apply() {
         assert_ne!(out.status.code(), Some(0), "{}", text(&out));
         assert!(text(&out).contains(want), "{want}: {}", text(&out));
     }
+}
+
+/// A task reads the version of its object the scan listed. Against the
+/// real server: a worker's presigned GET with the listed size and ETag
+/// reads it; once the object is replaced (same length, so only the ETag
+/// tells), the same fetch fails `changed` at once, and so does the
+/// controller's own copy for a landing.
+#[tokio::test]
+async fn a_replaced_object_is_never_read_as_the_listed_one() {
+    let Some(s3) = s3() else { return };
+    let stores = s3.stores();
+    let bucket = s3.bucket("changed");
+    stores
+        .put(&bucket, "scans/a.png", Bytes::from_static(b"first version"))
+        .await
+        .expect("put");
+    let url = ObjectUrl::parse(&format!("s3://{bucket}/scans")).expect("url");
+    let mut lister = stores.lister(&url, true).expect("lister");
+    let page = lister.next_page().await.expect("a page").expect("one page");
+    assert_eq!(page.len(), 1);
+    let key = url.key(&page[0].rel);
+    let signed = stores
+        .presign_get(&bucket, &key, std::time::Duration::from_secs(300))
+        .await
+        .expect("presign");
+    // NB: s3s-fs lists no ETag (AWS does); the one its GET answers with
+    // stands in for the listed one.
+    let got = reqwest::get(&signed).await.expect("get");
+    assert!(got.status().is_success(), "{}", got.status());
+    let etag = got
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("the server answers with an ETag");
+    let version = ObjectVersion {
+        size: page[0].size,
+        etag: page[0].etag.clone().or(Some(etag)),
+    };
+    assert_eq!(version.size, 13);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fetcher = skep_worker::fetch::Fetcher::new(dir.path(), 1 << 20, &[]).expect("fetcher");
+    let expect = skep_worker::fetch::Expect {
+        size: Some(version.size),
+        etag: version.etag.as_deref(),
+    };
+    let limit = std::time::Duration::from_secs(30);
+    let fetched = fetcher
+        .fetch(&signed, Path::new("a.png"), expect, limit)
+        .await
+        .expect("the listed version");
+    assert_eq!(std::fs::read(&fetched.path).expect("read"), b"first version");
+    drop(fetched);
+    let to = dir.path().join("copy-1");
+    let n = stores
+        .download(&bucket, &key, Some(&version), &to, 1 << 20)
+        .await
+        .expect("download")
+        .expect("the listed version");
+    assert_eq!(n, 13);
+
+    stores
+        .put(&bucket, "scans/a.png", Bytes::from_static(b"other version"))
+        .await
+        .expect("replace");
+    let e = fetcher
+        .fetch(&signed, Path::new("a.png"), expect, limit)
+        .await
+        .expect_err("another version");
+    assert_eq!(
+        (e.error.reason, e.result),
+        (skep_api::FailureReason::Changed, "changed"),
+        "{}",
+        e.error.message
+    );
+    let to = dir.path().join("copy-2");
+    let how = stores
+        .download(&bucket, &key, Some(&version), &to, 1 << 20)
+        .await
+        .expect("download")
+        .expect_err("another version");
+    assert!(how.contains("ETag"), "{how}");
+    assert!(!to.exists(), "no copy of another version");
 }

@@ -658,7 +658,7 @@ async fn tasks_from_before_ranges_are_upgraded() {
             assert_eq!((c.files.total, c.files.succeeded, c.files.pending), (2, 1, 1));
             let ranges = skep_api::PageRange::split(10, 8);
             let n = s
-                .insert_tasks("u", skep::store::NewTask::ranges(1, "b.pdf", &ranges))
+                .insert_tasks("u", skep::store::NewTask::ranges(1, "b.pdf", None, &ranges))
                 .await
                 .expect("ranges fit the new index");
             assert_eq!(n, 2);

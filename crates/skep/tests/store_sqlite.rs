@@ -81,7 +81,7 @@ async fn a_schema_1_database_is_upgraded() {
         (2, 1, 1)
     );
     let ranges = skep_api::PageRange::split(10, 8);
-    s.insert_tasks("u", skep::store::NewTask::ranges(1, "b.pdf", &ranges))
+    s.insert_tasks("u", skep::store::NewTask::ranges(1, "b.pdf", None, &ranges))
         .await
         .expect("ranges fit the new key");
     assert_eq!(s.list_parts("u", 1).await.expect("parts").len(), 2);
@@ -95,4 +95,45 @@ async fn a_schema_1_database_is_upgraded() {
     // Opening again leaves it alone.
     let s = SqliteStore::open(&path).await.expect("reopen");
     assert_eq!(s.list_parts("u", 1).await.expect("parts").len(), 2);
+}
+
+/// A schema 2 database written before objects had versions gains the
+/// `size` and `etag` columns when opened: its tasks read as files of a
+/// folder (no version), new objects keep theirs.
+#[tokio::test]
+async fn a_database_without_object_versions_gains_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("skep.db");
+    {
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO meta(key, value) VALUES ('revision', 0), ('schema', 2);
+             CREATE TABLE jobs (name TEXT PRIMARY KEY, uid TEXT NOT NULL UNIQUE, revision INTEGER NOT NULL, doc TEXT NOT NULL);
+             CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires INTEGER NOT NULL, generation INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE tasks (job_uid TEXT NOT NULL, idx INTEGER NOT NULL, part INTEGER NOT NULL DEFAULT 0,
+                 first_page INTEGER NOT NULL DEFAULT 0, last_page INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL,
+                 state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, due INTEGER NOT NULL DEFAULT 0,
+                 text TEXT, confidence REAL, pages INTEGER NOT NULL DEFAULT 0, words INTEGER NOT NULL DEFAULT 0,
+                 reason TEXT, error TEXT, duration_ms INTEGER NOT NULL DEFAULT 0, worker TEXT, node TEXT,
+                 finished INTEGER NOT NULL DEFAULT 0, page_info TEXT, staged TEXT, PRIMARY KEY (job_uid, idx, part));
+             CREATE INDEX tasks_by_state ON tasks(job_uid, state, due);
+             INSERT INTO tasks(job_uid, idx, path) VALUES ('u', 0, 'a.png');",
+        )
+        .expect("schema 2");
+    }
+    let s = SqliteStore::open(&path).await.expect("upgrade");
+    let a = s.get_task("u", 0).await.expect("get").expect("file 0");
+    assert_eq!((a.path.as_str(), a.version), ("a.png", None));
+    let version = skep::store::ObjectVersion {
+        size: 7,
+        etag: Some("\"e\"".into()),
+    };
+    s.insert_tasks("u", vec![skep::store::NewTask::object(1, "b.png", version.clone())])
+        .await
+        .expect("an object");
+    drop(s);
+    let s = SqliteStore::open(&path).await.expect("reopen");
+    let b = s.get_task("u", 1).await.expect("get").expect("file 1");
+    assert_eq!(b.version, Some(version));
 }

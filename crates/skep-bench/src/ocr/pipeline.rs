@@ -122,6 +122,8 @@ fn task(job: &str, index: usize, page: &Page, settings: &Settings, urls: Reader<
         path: page.path.display().to_string(),
         url: urls.url(page),
         upload: None,
+        size: None,
+        etag: None,
         attempt: 1,
         max_attempts: 3,
         timeout_ms: TASK_TIMEOUT.as_millis() as u64,

@@ -30,7 +30,7 @@ pub async fn assemble_ready(ctx: &Context, job: &BulkJob) -> Result<u64> {
         let parts = ctx.store_call(ctx.store.list_parts(job.uid(), file.index)).await?;
         let expected = PageRange::split(file.result.as_ref().map_or(0, |r| r.pages), job.spec.pages_per_task);
         if parts.len() < expected.len() {
-            let lost = NewTask::ranges(file.index, &file.path, &expected);
+            let lost = NewTask::ranges(file.index, &file.path, file.version.as_ref(), &expected);
             let n = ctx.store_call(ctx.store.insert_tasks(job.uid(), lost)).await?;
             warn!(
                 job = job.name(),
@@ -53,7 +53,7 @@ pub async fn assemble_ready(ctx: &Context, job: &BulkJob) -> Result<u64> {
             .collect();
         let mut succeeded = succeeded;
         if succeeded && !paths.artefacts.is_empty() && !staged.is_empty() {
-            let landed = match landing::source_copy(&ctx.cfg.objects, &paths, &file.path).await {
+            let landed = match landing::source_copy(&ctx.cfg.objects, &paths, &file.path, file.version.as_ref()).await {
                 Err(e) => Err(e),
                 Ok((p, copy)) => {
                     let (rel, s, pages) = (file.path.clone(), staged.clone(), result.pages);
@@ -158,6 +158,7 @@ mod tests {
             part: n,
             pages: Some(PageRange { first, last }),
             path: "a.pdf".into(),
+            version: None,
             state,
             attempts: 1,
             not_before_ms: 0,

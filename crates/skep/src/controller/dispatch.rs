@@ -132,6 +132,8 @@ pub async fn dispatch(
                     path,
                     url,
                     upload,
+                    size: t.version.as_ref().map(|v| v.size),
+                    etag: t.version.as_ref().and_then(|v| v.etag.clone()),
                     attempt: t.attempts,
                     max_attempts: job.spec.max_attempts,
                     timeout_ms,

@@ -382,15 +382,16 @@ async fn prepare(
     if task.state.is_terminal() || task.state == crate::store::TaskState::Split {
         return Ok(Transition::Succeed { result: stored });
     }
-    let (paths, copy) = match landing::source_copy(&ctx.cfg.objects, &info.paths, &task.path).await {
-        Ok(p) => p,
-        Err(e) => {
-            return Ok(fail(
-                e.reason,
-                format!("the outputs could not be written: {}", e.message),
-            ));
-        }
-    };
+    let (paths, copy) =
+        match landing::source_copy(&ctx.cfg.objects, &info.paths, &task.path, task.version.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(fail(
+                    e.reason,
+                    format!("the outputs could not be written: {}", e.message),
+                ));
+            }
+        };
     let staged = [Staged { name, pages: None }];
     let pages = stored.pages;
     let rel = task.path.clone();

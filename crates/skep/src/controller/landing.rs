@@ -380,6 +380,7 @@ pub async fn source_copy(
     objects: &crate::objects::ObjectStores,
     paths: &JobPaths,
     rel: &str,
+    version: Option<&crate::store::ObjectVersion>,
 ) -> Result<(JobPaths, Option<SourceCopy>), LandError> {
     let Some(url) = &paths.object_source else {
         return Ok((paths.clone(), None));
@@ -420,7 +421,7 @@ pub async fn source_copy(
     }
     let fetched = tokio::time::timeout(
         SOURCE_COPY_TIMEOUT,
-        objects.download(&url.bucket, &url.key(rel), &target, MAX_SOURCE_COPY),
+        objects.download(&url.bucket, &url.key(rel), version, &target, MAX_SOURCE_COPY),
     )
     .await
     .unwrap_or_else(|_| {
@@ -428,7 +429,16 @@ pub async fn source_copy(
             "not done within {SOURCE_COPY_TIMEOUT:?}"
         )))
     });
-    fetched.map_err(|e| LandError::new(FailureReason::Unreadable, format!("fetching the input: {e}")))?;
+    // NB: the text was read from the listed version; laid under another
+    // it would be wrong.
+    fetched
+        .map_err(|e| LandError::new(FailureReason::Unreadable, format!("fetching the input: {e}")))?
+        .map_err(|how| {
+            LandError::new(
+                FailureReason::Changed,
+                format!("the input changed after the job listed it: {how}"),
+            )
+        })?;
     let mut with = paths.clone();
     with.source = copy.0.clone();
     Ok((with, Some(copy)))

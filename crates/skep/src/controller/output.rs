@@ -276,6 +276,7 @@ mod tests {
             part: 0,
             pages: None,
             path: "a.pdf".into(),
+            version: None,
             state: crate::store::TaskState::Succeeded,
             attempts: 1,
             not_before_ms: 0,

@@ -14,7 +14,7 @@ use tracing::warn;
 
 use super::{Context, Error, Result};
 use crate::objects::CallError;
-use crate::store::NewTask;
+use crate::store::{NewTask, ObjectVersion};
 
 /// Files inserted into the store per batch while scanning.
 pub const SCAN_BATCH: usize = 5_000;
@@ -256,7 +256,11 @@ async fn scan_objects(ctx: &Context, job: &BulkJob, url: &str) -> Result<std::re
             .into_iter()
             .filter(|o| filter.accepts_key(&o.rel))
             .map(|o| {
-                let t = NewTask::file(next_index, o.rel);
+                let version = ObjectVersion {
+                    size: o.size,
+                    etag: o.etag,
+                };
+                let t = NewTask::object(next_index, o.rel, version);
                 next_index += 1;
                 t
             })

@@ -24,6 +24,7 @@ macro_rules! store_conformance_cases {
             a_failed_range_and_lost_ranges,
             controller_lease,
             fenced_writes,
+            object_versions,
         );
     };
 }
@@ -38,7 +39,8 @@ use skep_api::{
 };
 
 use super::{
-    Deleted, Fence, FileResult, LeaseRequest, NewTask, Store, StoreError, TaskState, TaskUpdate, Transition, WatchEvent,
+    Deleted, Fence, FileResult, LeaseRequest, NewTask, ObjectVersion, Store, StoreError, TaskState, TaskUpdate,
+    Transition, WatchEvent,
 };
 
 fn job(name: &str) -> BulkJob {
@@ -378,6 +380,55 @@ fn range_update(uid: &str, index: u64, part: u32, transition: Transition) -> Tas
 /// A split file waits in `Split` while its ranges are leased (before new
 /// files) and answered; once none is at work it is ready, and assembling
 /// it finishes the file and removes its ranges. Page counts follow.
+/// An object's size and ETag, as listed, come back with its task on every
+/// read, and a split object's ranges read the same version.
+pub async fn object_versions(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    let tagged = ObjectVersion {
+        size: 5_000_000_000_000,
+        etag: Some("\"9b2cf535f27731c974343645a3985328-2\"".into()),
+    };
+    let untagged = ObjectVersion { size: 0, etag: None };
+    s.insert_tasks(
+        &uid,
+        vec![
+            NewTask::object(0, "scans/a.pdf", tagged.clone()),
+            NewTask::object(1, "scans/b.png", untagged.clone()),
+            NewTask::file(2, "c.png"),
+        ],
+    )
+    .await
+    .expect("insert");
+    let versions = |tasks: &[super::TaskRecord]| -> Vec<Option<ObjectVersion>> {
+        tasks.iter().map(|t| t.version.clone()).collect()
+    };
+    let expected = vec![Some(tagged.clone()), Some(untagged), None];
+    let leased = s.lease_tasks(lease(&uid, 10, 0)).await.expect("lease").tasks;
+    assert_eq!(versions(&leased), expected, "as leased");
+    let listed = s.list_tasks(&uid, None, 10).await.expect("list");
+    assert_eq!(versions(&listed), expected, "as listed");
+
+    s.apply_updates(vec![update(
+        &uid,
+        0,
+        Transition::Split {
+            pages: 20,
+            ranges: PageRange::split(20, 8),
+        },
+    )])
+    .await
+    .expect("split");
+    let parts = s.list_parts(&uid, 0).await.expect("parts");
+    assert_eq!(parts.len(), 3);
+    assert!(
+        parts.iter().all(|p| p.version.as_ref() == Some(&tagged)),
+        "each range reads the listed version: {parts:?}"
+    );
+    let file = s.get_task(&uid, 0).await.expect("get").expect("file 0");
+    assert_eq!(file.version, Some(tagged));
+}
+
 pub async fn split_files_and_their_ranges(s: &dyn Store) {
     let a = s.apply_job(job("a")).await.expect("create").job;
     let uid = a.uid().to_owned();
@@ -564,7 +615,7 @@ pub async fn a_failed_range_and_lost_ranges(s: &dyn Store) {
         vec![1],
         "file 1 lost its ranges"
     );
-    s.insert_tasks(&uid, NewTask::ranges(1, "f00001.png", &ranges))
+    s.insert_tasks(&uid, NewTask::ranges(1, "f00001.png", None, &ranges))
         .await
         .expect("put back");
     assert!(s.split_ready(&uid, 10).await.expect("ready").is_empty());

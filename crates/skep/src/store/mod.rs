@@ -160,6 +160,18 @@ pub struct NewTask {
     pub pages: Option<PageRange>,
     /// Relative to the job's source folder, `/`-separated.
     pub path: String,
+    /// The object as the listing saw it (`None` for a file of a folder).
+    pub version: Option<ObjectVersion>,
+}
+
+/// An object's size and ETag as its listing gave them: a worker reads that
+/// version or fails, so an object replaced mid-job is never read as
+/// another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub size: u64,
+    /// `None` where the store lists no ETag.
+    pub etag: Option<String>,
 }
 
 impl NewTask {
@@ -170,11 +182,21 @@ impl NewTask {
             part: 0,
             pages: None,
             path: path.into(),
+            version: None,
         }
     }
 
-    /// The page ranges of a split file, parts `1..`.
-    pub fn ranges(index: u64, path: &str, ranges: &[PageRange]) -> Vec<Self> {
+    /// A whole object, as the scan lists it.
+    pub fn object(index: u64, key: impl Into<String>, version: ObjectVersion) -> Self {
+        Self {
+            version: Some(version),
+            ..Self::file(index, key)
+        }
+    }
+
+    /// The page ranges of a split file, parts `1..`; each reads the version
+    /// the file was listed with.
+    pub fn ranges(index: u64, path: &str, version: Option<&ObjectVersion>, ranges: &[PageRange]) -> Vec<Self> {
         ranges
             .iter()
             .enumerate()
@@ -183,6 +205,7 @@ impl NewTask {
                 part: i as u32 + 1,
                 pages: Some(*r),
                 path: path.to_owned(),
+                version: version.cloned(),
             })
             .collect()
     }
@@ -257,6 +280,8 @@ pub struct TaskRecord {
     /// The range's pages (parts 1..).
     pub pages: Option<PageRange>,
     pub path: String,
+    /// The object as the listing saw it (`None` for a file of a folder).
+    pub version: Option<ObjectVersion>,
     pub state: TaskState,
     /// Dispatches so far.
     pub attempts: u32,

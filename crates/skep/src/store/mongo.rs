@@ -55,9 +55,9 @@ use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
 
 use super::{
-    Applied, Deleted, Fence, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store,
-    StoreError, TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied,
-    new_stored_job,
+    Applied, Deleted, Fence, FileResult, LeaseRequest, LeaseState, Leased, NewTask, ObjectVersion, Result,
+    ResultSummary, Store, StoreError, TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent,
+    count_state, merge_applied, new_stored_job,
 };
 
 /// The database used when the URL names none.
@@ -412,6 +412,10 @@ struct TaskDoc {
     #[serde(default)]
     lp: i64,
     path: String,
+    /// An object's size and ETag as listed (absent for a file of a folder,
+    /// and in documents written before objects existed).
+    size: Option<i64>,
+    etag: Option<String>,
     state: i64,
     #[serde(default)]
     attempts: i64,
@@ -471,6 +475,10 @@ impl TaskDoc {
                 last: self.lp as u32,
             }),
             path: self.path,
+            version: self.size.map(|size| ObjectVersion {
+                size: size as u64,
+                etag: self.etag,
+            }),
             state,
             attempts: self.attempts as u32,
             not_before_ms: if state == TaskState::Pending { self.due } else { 0 },
@@ -1004,12 +1012,12 @@ impl MongoStore {
         // an assembled file's ranges, which a later assembly ignores.
         match &u.transition {
             Transition::Split { ranges, .. } if applied => {
-                let path = self
+                let (path, version) = self
                     .get_task(&u.job_uid, u.index)
                     .await?
-                    .map(|t| t.path)
+                    .map(|t| (t.path, t.version))
                     .unwrap_or_default();
-                self.insert_tasks(&u.job_uid, NewTask::ranges(u.index, &path, ranges))
+                self.insert_tasks(&u.job_uid, NewTask::ranges(u.index, &path, version.as_ref(), ranges))
                     .await?;
             }
             Transition::Assemble { .. } if applied => {
@@ -1203,7 +1211,7 @@ impl Store for MongoStore {
                 .iter()
                 .map(|t| {
                     let (first, last) = t.pages.map_or((0, 0), |r| (r.first, r.last));
-                    Ok(doc! {
+                    let mut task = doc! {
                         "_id": task_id(job_uid, t.index, t.part),
                         "job": job_uid,
                         "i": index_value(t.index)?,
@@ -1216,7 +1224,14 @@ impl Store for MongoStore {
                         "attempts": 0_i64,
                         // NB: ranges first (see the SQLite store).
                         "due": if t.part > 0 { -1_i64 } else { 0_i64 },
-                    })
+                    };
+                    if let Some(v) = &t.version {
+                        task.insert("size", i64::try_from(v.size).unwrap_or(i64::MAX));
+                        if let Some(etag) = &v.etag {
+                            task.insert("etag", etag.as_str());
+                        }
+                    }
+                    Ok(task)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let n = docs.len() as u64;

@@ -17,9 +17,9 @@ use skep_api::{BulkJob, BulkJobStatus, FINALIZER, FailureReason, PageRange};
 use tokio::sync::{Notify, mpsc};
 
 use super::{
-    Applied, Deleted, Fence, FileResult, LeaseRequest, LeaseState, Leased, NewTask, Result, ResultSummary, Store,
-    StoreError, TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent, count_state, merge_applied,
-    new_stored_job,
+    Applied, Deleted, Fence, FileResult, LeaseRequest, LeaseState, Leased, NewTask, ObjectVersion, Result,
+    ResultSummary, Store, StoreError, TaskCounts, TaskRecord, TaskState, TaskUpdate, Transition, WatchEvent,
+    count_state, merge_applied, new_stored_job,
 };
 
 /// How often `watch` looks for changes made by other processes; changes
@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS leases (
 ";
 
 /// The task table of schema 2 (version 1 had no parts, ranges, page
-/// details or staging folders).
+/// details or staging folders; `size` and `etag` were added later, see
+/// [`migrate`]).
 const TASKS_V2: &str = "
 CREATE TABLE tasks (
     job_uid TEXT NOT NULL,
@@ -68,6 +69,8 @@ CREATE TABLE tasks (
     finished INTEGER NOT NULL DEFAULT 0,
     page_info TEXT,
     staged TEXT,
+    size INTEGER,
+    etag TEXT,
     PRIMARY KEY (job_uid, idx, part)
 );
 CREATE INDEX tasks_by_state ON tasks(job_uid, state, due);
@@ -85,14 +88,7 @@ fn migrate(c: &mut Connection) -> Result<()> {
         .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
         .optional()
         .map_err(db)?;
-    let lease_generation: bool = tx
-        .query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('leases') WHERE name = 'generation'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(db)?;
-    if !lease_generation {
+    if !has_column(&tx, "leases", "generation")? {
         // NB: added beside schema 2 without a version of its own: older
         // builds read the table as before.
         tx.execute_batch("ALTER TABLE leases ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
@@ -107,7 +103,16 @@ fn migrate(c: &mut Connection) -> Result<()> {
         .map_err(db)?;
     match (has_tasks, version) {
         (false, _) => tx.execute_batch(TASKS_V2).map_err(db)?,
-        (true, Some(SCHEMA_VERSION)) => return tx.commit().map_err(db),
+        (true, Some(SCHEMA_VERSION)) => {
+            // NB: an object's size and ETag were added beside schema 2
+            // without a version of their own (both may be NULL): an older
+            // build reads and writes the table as before.
+            if !has_column(&tx, "tasks", "etag")? {
+                tx.execute_batch("ALTER TABLE tasks ADD COLUMN size INTEGER; ALTER TABLE tasks ADD COLUMN etag TEXT;")
+                    .map_err(db)?;
+            }
+            return tx.commit().map_err(db);
+        }
         (true, Some(1) | None) => {
             tx.execute_batch(
                 "ALTER TABLE tasks RENAME TO tasks_v1;
@@ -134,6 +139,15 @@ fn migrate(c: &mut Connection) -> Result<()> {
     )
     .map_err(db)?;
     tx.commit().map_err(db)
+}
+
+fn has_column(tx: &rusqlite::Transaction<'_>, table: &str, column: &str) -> Result<bool> {
+    tx.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )
+    .map_err(db)
 }
 
 // NB: `due` is `not_before` for a pending task and the lease end for a
@@ -333,7 +347,7 @@ fn remove_job(tx: &rusqlite::Transaction<'_>, name: &str, uid: &str) -> Result<(
     Ok(())
 }
 
-const TASK_COLUMNS: &str = "job_uid, idx, part, first_page, last_page, path, state, attempts, due, text, confidence, pages, words, reason, error, duration_ms, worker, node, finished, page_info, staged";
+const TASK_COLUMNS: &str = "job_uid, idx, part, first_page, last_page, path, state, attempts, due, text, confidence, pages, words, reason, error, duration_ms, worker, node, finished, page_info, staged, size, etag";
 
 /// A task row as read, before its state code, reason and page details are
 /// checked.
@@ -371,6 +385,7 @@ fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
                 last: last as u32,
             }),
             path: r.get(5)?,
+            version: object_version(r.get(21)?, r.get(22)?),
             state: TaskState::Pending,
             attempts: r.get::<_, i64>(7)? as u32,
             not_before_ms: 0,
@@ -381,6 +396,15 @@ fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         due: r.get(8)?,
         reason: r.get(13)?,
         page_info: r.get(19)?,
+    })
+}
+
+/// An object's version from its columns (`size` is NULL for a file of a
+/// folder).
+fn object_version(size: Option<i64>, etag: Option<String>) -> Option<ObjectVersion> {
+    size.map(|size| ObjectVersion {
+        size: size as u64,
+        etag,
     })
 }
 
@@ -457,7 +481,7 @@ fn update_values(uid: &str, index: u64, part: u32, res: &FileResult, extra: &[i6
 fn insert_new_tasks(tx: &rusqlite::Transaction<'_>, uid: &str, tasks: &[NewTask]) -> Result<u64> {
     let mut stmt = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO tasks(job_uid, idx, part, first_page, last_page, path, due) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO tasks(job_uid, idx, part, first_page, last_page, path, due, size, etag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(db)?;
     let mut n = 0;
@@ -466,8 +490,20 @@ fn insert_new_tasks(tx: &rusqlite::Transaction<'_>, uid: &str, tasks: &[NewTask]
         // NB: ranges get `due` -1 so that a started file's ranges are
         // dispatched before new files (the lease reads in `due` order).
         let due = if t.part > 0 { -1 } else { 0 };
+        let size = t.version.as_ref().map(|v| v.size as i64);
+        let etag = t.version.as_ref().and_then(|v| v.etag.as_deref());
         n += stmt
-            .execute(params![uid, t.index as i64, t.part, first, last, t.path, due])
+            .execute(params![
+                uid,
+                t.index as i64,
+                t.part,
+                first,
+                last,
+                t.path,
+                due,
+                size,
+                etag
+            ])
             .map_err(db)? as u64;
     }
     Ok(n)
@@ -530,14 +566,18 @@ fn split(tx: &rusqlite::Transaction<'_>, u: &TaskUpdate, pages: u32, ranges: &[P
         .execute(params![u.job_uid, u.index as i64, u.part, pages])
         .map_err(db)?;
     if n == 1 {
-        let path: String = tx
+        let (path, version): (String, Option<ObjectVersion>) = tx
             .query_row(
-                "SELECT path FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part = 0",
+                "SELECT path, size, etag FROM tasks WHERE job_uid = ?1 AND idx = ?2 AND part = 0",
                 params![u.job_uid, u.index as i64],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, object_version(r.get(1)?, r.get(2)?))),
             )
             .map_err(db)?;
-        insert_new_tasks(tx, &u.job_uid, &NewTask::ranges(u.index, &path, ranges))?;
+        insert_new_tasks(
+            tx,
+            &u.job_uid,
+            &NewTask::ranges(u.index, &path, version.as_ref(), ranges),
+        )?;
     }
     Ok(n == 1)
 }
