@@ -262,9 +262,12 @@ impl ObjectStores {
 
     /// Uploads the regular files under `dir` (symlinks are not followed,
     /// top-level entries named in `skip` left out) as `prefix` + their
-    /// path below `dir`, `last` (a top-level file name) after all others.
-    /// Each object appears whole or not at all (a single PUT, or a
-    /// multipart upload completed at the end). Returns the files uploaded.
+    /// path below `dir`, `last` (a top-level file name) once all others
+    /// are up. Each object appears whole or not at all (a single PUT, or a
+    /// multipart upload completed at the end). The folder is walked as it
+    /// is uploaded, [`UPLOAD_PARALLEL`] files at a time, and each file is
+    /// removed once its object is up, so a repeated call (after a failure,
+    /// or a restart) uploads only what is left. Returns the files uploaded.
     pub async fn upload_tree(
         &self,
         url: &ObjectUrl,
@@ -272,85 +275,148 @@ impl ObjectStores {
         skip: &[&str],
         last: &str,
     ) -> Result<u64, CallError> {
+        use futures::StreamExt;
         let store = self.store(&url.bucket).map_err(|e| CallError::Refused(e.0))?;
-        let (root, skip_owned) = (
-            dir.to_path_buf(),
-            skip.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        );
-        let files = tokio::task::spawn_blocking(move || {
-            let mut files = Vec::new();
-            let walk = walkdir::WalkDir::new(&root)
-                .follow_links(false)
-                .sort_by_file_name()
-                .into_iter()
-                .filter_entry(|e| !(e.depth() == 1 && skip_owned.iter().any(|s| e.file_name() == s.as_str())));
-            for e in walk {
-                let e = e.map_err(|e| ObjectError(format!("reading the outputs: {e}")))?;
-                if !e.file_type().is_file() {
-                    continue;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_PARALLEL * 4);
+        let walker = {
+            let (root, stop) = (dir.to_path_buf(), stop.clone());
+            let mut left_out: Vec<String> = skip.iter().map(|s| s.to_string()).collect();
+            left_out.push(last.to_owned());
+            tokio::task::spawn_blocking(move || walk_outputs(&root, &left_out, &stop, &tx))
+        };
+        let upload = |rel: Result<String, ObjectError>| {
+            let (store, stop) = (store.clone(), stop.clone());
+            async move {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(false);
                 }
-                let rel = e
-                    .path()
-                    .strip_prefix(&root)
-                    .ok()
-                    .and_then(|r| r.to_str())
-                    .map(|r| r.replace(std::path::MAIN_SEPARATOR, "/"))
-                    .ok_or_else(|| ObjectError(format!("{} is not a UTF-8 name", e.path().display())))?;
-                files.push((rel, e.path().to_path_buf()));
+                let rel = rel.map_err(|e| CallError::Failed(e.0))?;
+                upload_file(&store, url, dir, &rel).await.map(|()| true)
             }
-            Ok::<_, ObjectError>(files)
-        })
-        .await
-        .map_err(|e| CallError::Failed(e.to_string()))?
-        .map_err(|e| CallError::Failed(e.0))?;
-        let (mut rest, lasts): (Vec<_>, Vec<_>) = files.into_iter().partition(|(rel, _)| rel != last);
-        rest.extend(lasts);
+        };
+        let mut uploads = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+            .map(upload)
+            .buffer_unordered(UPLOAD_PARALLEL)
+            .boxed();
         let mut n = 0u64;
-        for (rel, path) in rest {
-            let key = url.key(&rel);
-            let object = object_path(&key).map_err(|e| CallError::Refused(e.0))?;
-            // NB: the walk above saw a regular file, but workers on a
-            // shared mount could swap a folder or the file for a symlink
-            // since: the chain is opened again without following any.
-            let (root, rel_path) = (dir.to_path_buf(), std::path::PathBuf::from(&rel));
-            let opened = tokio::task::spawn_blocking(move || {
-                use crate::controller::safe_fs::{SafeDir, open_staged};
-                let parent = rel_path.parent().unwrap_or(std::path::Path::new(""));
-                let folder = SafeDir::open_existing(&root, parent)?;
-                let name = rel_path.file_name().unwrap_or_default();
-                open_staged(&folder.join(name))?.ok_or_else(|| std::io::Error::other("gone"))
-            })
-            .await
-            .map_err(|e| CallError::Failed(e.to_string()))?;
-            let mut file =
-                tokio::fs::File::from_std(opened.map_err(|e| CallError::Failed(format!("{}: {e}", path.display())))?);
-            let dyn_store: Arc<dyn object_store::ObjectStore> = store.clone();
-            let mut writer = object_store::buffered::BufWriter::with_capacity(dyn_store, object, UPLOAD_BUFFER);
-            // NB: a writer is aborted only before its shutdown began
-            // (object_store panics on an abort after one); one dropped
-            // mid-upload leaves its multipart parts to the bucket's
-            // lifecycle rule.
-            let copied = tokio::time::timeout(UPLOAD_TIMEOUT, async {
-                if let Err(e) = tokio::io::copy(&mut file, &mut writer).await {
-                    let _ = writer.abort().await;
-                    return Err(e);
+        let mut failed = None;
+        // NB: after a failure the uploads under way finish (a writer is
+        // never dropped half-shut) and the rest are passed over.
+        while let Some(done) = uploads.next().await {
+            match done {
+                Ok(up) => n += u64::from(up),
+                Err(e) => {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    failed.get_or_insert(e);
                 }
-                tokio::io::AsyncWriteExt::shutdown(&mut writer).await
-            })
-            .await
-            .unwrap_or_else(|_| Err(std::io::Error::other(format!("not done within {UPLOAD_TIMEOUT:?}"))));
-            if let Err(e) = copied {
-                let what = format!("uploading s3://{}/{key}", url.bucket);
-                // NB: object_store's error rides inside the io::Error.
-                return Err(match e.get_ref() {
-                    Some(inner) => classify(&what, inner),
-                    None => CallError::Failed(format!("{what}: {e}")),
-                });
             }
+        }
+        walker.await.map_err(|e| CallError::Failed(e.to_string()))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if std::fs::symlink_metadata(dir.join(last)).is_ok() {
+            upload_file(&store, url, dir, last).await?;
             n += 1;
         }
         Ok(n)
     }
+}
+
+/// Files uploaded at a time by [`ObjectStores::upload_tree`]; each buffers
+/// up to [`UPLOAD_BUFFER`], so at most 64 MiB are held.
+pub const UPLOAD_PARALLEL: usize = 8;
+
+/// Sends the relative path of every regular file under `root` to `tx`, in
+/// name order, the top-level entries named in `left_out` excepted; stops
+/// at `stop` or once nobody listens.
+fn walk_outputs(
+    root: &std::path::Path,
+    left_out: &[String],
+    stop: &std::sync::atomic::AtomicBool,
+    tx: &tokio::sync::mpsc::Sender<Result<String, ObjectError>>,
+) {
+    let walk = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !(e.depth() == 1 && left_out.iter().any(|s| e.file_name() == s.as_str())));
+    for e in walk {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let item = match e {
+            Err(e) => Err(ObjectError(format!("reading the outputs: {e}"))),
+            Ok(e) if !e.file_type().is_file() => continue,
+            Ok(e) => e
+                .path()
+                .strip_prefix(root)
+                .ok()
+                .and_then(|r| r.to_str())
+                .map(|r| r.replace(std::path::MAIN_SEPARATOR, "/"))
+                .ok_or_else(|| ObjectError(format!("{} is not a UTF-8 name", e.path().display()))),
+        };
+        if tx.blocking_send(item).is_err() {
+            return;
+        }
+    }
+}
+
+/// Uploads `dir/rel` as `url`'s key for `rel`, then removes the file.
+async fn upload_file(
+    store: &Arc<AmazonS3>,
+    url: &ObjectUrl,
+    dir: &std::path::Path,
+    rel: &str,
+) -> Result<(), CallError> {
+    use crate::controller::safe_fs::{SafeDir, open_staged};
+    let key = url.key(rel);
+    let object = object_path(&key).map_err(|e| CallError::Refused(e.0))?;
+    // NB: the walk saw a regular file, but workers on a shared mount could
+    // swap a folder or the file for a symlink since: the chain is opened
+    // again without following any.
+    let (root, rel_path) = (dir.to_path_buf(), std::path::PathBuf::from(rel));
+    let opened = tokio::task::spawn_blocking(move || {
+        let parent = rel_path.parent().unwrap_or(std::path::Path::new(""));
+        let folder = SafeDir::open_existing(&root, parent)?;
+        let name = rel_path.file_name().unwrap_or_default().to_owned();
+        let file = open_staged(&folder.join(&name))?.ok_or_else(|| std::io::Error::other("gone"))?;
+        Ok::<_, std::io::Error>((folder, name, file))
+    })
+    .await
+    .map_err(|e| CallError::Failed(e.to_string()))?;
+    let (folder, name, file) = opened.map_err(|e| CallError::Failed(format!("{}: {e}", dir.join(rel).display())))?;
+    let mut file = tokio::fs::File::from_std(file);
+    let dyn_store: Arc<dyn object_store::ObjectStore> = store.clone();
+    let mut writer = object_store::buffered::BufWriter::with_capacity(dyn_store, object, UPLOAD_BUFFER);
+    // NB: a writer is aborted only before its shutdown began (object_store
+    // panics on an abort after one); one dropped mid-upload leaves its
+    // multipart parts to the bucket's lifecycle rule.
+    let copied = tokio::time::timeout(UPLOAD_TIMEOUT, async {
+        if let Err(e) = tokio::io::copy(&mut file, &mut writer).await {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        tokio::io::AsyncWriteExt::shutdown(&mut writer).await
+    })
+    .await
+    .unwrap_or_else(|_| Err(std::io::Error::other(format!("not done within {UPLOAD_TIMEOUT:?}"))));
+    if let Err(e) = copied {
+        let what = format!("uploading s3://{}/{key}", url.bucket);
+        // NB: object_store's error rides inside the io::Error.
+        return Err(match e.get_ref() {
+            Some(inner) => classify(&what, inner),
+            None => CallError::Failed(format!("{what}: {e}")),
+        });
+    }
+    drop(file);
+    // NB: what is up leaves the working folder, so a repeated upload
+    // sends only the rest.
+    tokio::task::spawn_blocking(move || folder.remove(&name))
+        .await
+        .map_err(|e| CallError::Failed(e.to_string()))?
+        .map_err(|e| CallError::Failed(format!("removing {} after its upload: {e}", dir.join(rel).display())))
 }
 
 /// `key` as `object_store` names it (it refuses empty, `.` and `..`

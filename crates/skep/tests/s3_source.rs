@@ -435,3 +435,79 @@ async fn a_replaced_object_is_never_read_as_the_listed_one() {
     assert!(how.contains("ETag"), "{how}");
     assert!(!to.exists(), "no copy of another version");
 }
+
+/// Outputs go up several at a time as the folder is walked, each file
+/// leaving the folder once its object is up: after a failure part way (a
+/// name no key can carry), a repeated upload sends only what is left, and
+/// `results.jsonl` goes up only once everything else is.
+#[tokio::test]
+async fn an_upload_repeated_after_a_failure_sends_only_what_is_left() {
+    let Some(s3) = s3() else { return };
+    let stores = s3.stores();
+    let bucket = s3.bucket("resume");
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path();
+    let mut names = Vec::new();
+    for i in 0..300 {
+        let rel = format!("hocr/{:02}/page-{i:04}.hocr", i % 7);
+        std::fs::create_dir_all(dir.join(&rel).parent().expect("parent")).expect("folder");
+        std::fs::write(dir.join(&rel), format!("page {i}")).expect("file");
+        names.push(rel);
+    }
+    std::fs::create_dir_all(dir.join(".skep-staging/u")).expect("staging");
+    std::fs::write(dir.join(".skep-staging/u/out.hocr"), "staged").expect("staged");
+    std::fs::write(dir.join("results.jsonl"), "{}\n").expect("results");
+    // A name no key can carry (a control character) fails the upload.
+    std::fs::write(dir.join("hocr/03/bad\u{1}name.hocr"), "bad").expect("bad");
+    let url = ObjectUrl::parse(&format!("s3://{bucket}/out/run")).expect("url");
+
+    let started = std::time::Instant::now();
+    let e = stores
+        .upload_tree(&url, dir, &[".skep-staging"], "results.jsonl")
+        .await
+        .expect_err("a key that cannot be named");
+    let first = started.elapsed();
+    assert!(matches!(e, skep::objects::CallError::Refused(_)), "{e:?}");
+    let listed = |stores: ObjectStores, url: ObjectUrl| async move {
+        let mut keys = Vec::new();
+        let mut lister = stores.lister(&url, true).expect("lister");
+        while let Some(page) = lister.next_page().await.expect("a page") {
+            keys.extend(page.into_iter().map(|o| o.rel));
+        }
+        keys
+    };
+    let up = listed(s3.stores(), url.clone()).await;
+    assert!(
+        !up.contains(&"results.jsonl".to_owned()),
+        "results.jsonl went up before the rest: {up:?}"
+    );
+    for rel in &up {
+        assert!(!dir.join(rel).exists(), "{rel} is up and still in the folder");
+    }
+    let left = walkdir::WalkDir::new(dir.join("hocr"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .count();
+    assert_eq!(up.len() + left, 301, "every file is either up or still here");
+
+    std::fs::rename(dir.join("hocr/03/bad\u{1}name.hocr"), dir.join("hocr/03/good.hocr")).expect("rename");
+    let started = std::time::Instant::now();
+    let n = stores
+        .upload_tree(&url, dir, &[".skep-staging"], "results.jsonl")
+        .await
+        .expect("the rest");
+    let second = started.elapsed();
+    assert_eq!(n as usize, left + 1, "only what was left, then results.jsonl");
+    let mut all = listed(s3.stores(), url.clone()).await;
+    all.sort();
+    let mut want = names.clone();
+    want.extend(["hocr/03/good.hocr".to_owned(), "results.jsonl".to_owned()]);
+    want.sort();
+    assert_eq!(all, want, "every output once, no staging");
+    assert!(!dir.join("results.jsonl").exists());
+    eprintln!(
+        "upload_tree: {} files up before the failure in {first:?}; the other {n} in {second:?}",
+        up.len()
+    );
+}

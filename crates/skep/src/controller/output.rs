@@ -35,10 +35,11 @@ pub fn output_dir(job: &BulkJob, default_root: &Path) -> PathBuf {
 }
 
 /// Uploads a finished job's working folder to its `output.url` (staging
-/// left out, `results.jsonl` last), then removes the folder. Safe to
-/// repeat: objects are overwritten whole, and the folder goes only once
-/// every file is up. `Ok(Err(..))`: the store refused (no such bucket,
-/// keys that may not write there); retrying will not help.
+/// left out, `results.jsonl` once all else is up), then removes the
+/// folder. Safe to repeat: each file leaves the folder once its object is
+/// up, so a repeat sends only the rest. `Ok(Err(..))`: the store refused
+/// (no such bucket, keys that may not write there); retrying will not
+/// help.
 pub async fn upload(ctx: &Context, url: &str, dir: &Path) -> Result<std::result::Result<(), String>> {
     let failed = |message: String| Error::Upload {
         url: url.to_owned(),

@@ -308,8 +308,9 @@ async fn finish(
     if let Some(url) = &job.spec.output.url
         && let Err(refused) = output::upload(ctx, url, &dir).await?
     {
-        // NB: the outputs stay in the working folder, named in the message.
-        let msg = format!("{refused}; the outputs are kept in {}", dir.display());
+        // NB: what was not uploaded stays in the working folder, named in
+        // the message.
+        let msg = format!("{refused}; the outputs not uploaded are kept in {}", dir.display());
         mark_finished(status, Phase::Failed, "OutputRefused", msg, now);
         return Ok(Action::await_change());
     }

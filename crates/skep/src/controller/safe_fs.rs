@@ -162,6 +162,12 @@ impl SafeDir {
         let _ = rustix::fs::unlinkat(&self.fd, tmp, rustix::fs::AtFlags::empty());
     }
 
+    /// Removes the file `name` from this folder (a link is removed, never
+    /// followed).
+    pub fn remove(&self, name: &std::ffi::OsStr) -> std::io::Result<()> {
+        rustix::fs::unlinkat(&self.fd, name, rustix::fs::AtFlags::empty()).map_err(Into::into)
+    }
+
     /// Writes `bytes` as `name` in this folder: a new temporary file, then a
     /// rename.
     pub fn write_atomically(&self, name: &std::ffi::OsStr, bytes: &[u8]) -> std::io::Result<()> {
