@@ -13,6 +13,7 @@ packages=(
   clang libclang-dev pkg-config fonts-dejavu-core
   jq curl # the swarm end-to-end and API tests read JSON and call HTTP with them
   img2pdf # a test makes a scanned PDF "made elsewhere" with it
+  docker-compose # tests/swarm/compose-workers.sh runs the remote-worker compose file
 )
 
 missing=()

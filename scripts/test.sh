@@ -60,3 +60,5 @@ cargo build --locked --workspace --bins --tests
 tests/api/schemathesis.sh
 tests/dashboard/run.sh
 tests/swarm/e2e.sh
+# Remote workers from manifests/docker-compose.worker.yml, mounting nothing.
+tests/swarm/compose-workers.sh

@@ -22,6 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
+# shellcheck source=tests/swarm/results.sh
+. tests/swarm/results.sh
 
 : "${SKEP_TEST_AMQP_URL:?SKEP_TEST_AMQP_URL must name the RabbitMQ the workers use}"
 pages="${SKEP_E2E_PAGES:-60}"
@@ -184,14 +186,7 @@ done
 [ "$fell_mid_job" = 1 ] || fail "the pool was never scaled down before the job ended (timeline $timeline)"
 [ -n "$killed" ] || fail "no worker container was killed mid-job"
 results="$data/out/results.jsonl"
-lines="$(wc -l <"$results")"
-unique="$(jq -r .path "$results" | sort -u | wc -l)"
-ok="$(jq -r 'select(.status == "succeeded") | .path' "$results" | wc -l)"
-[ "$lines" = "$pages" ] || fail "results.jsonl has $lines lines for $pages files"
-[ "$unique" = "$pages" ] || fail "results.jsonl names $unique distinct files for $pages files"
-[ "$ok" = "$pages" ] || fail "$ok of $pages files succeeded"
-"$testkit" cer --results "$results" --truth-dir "$data/truth" >"$work/cer.txt" 2>&1 ||
-  fail "text does not match the ground truth: $(tail -3 "$work/cer.txt")"
+check_results "$results" "$pages" "$data/truth" "$work/cer.txt"
 log "$(tail -1 "$work/cer.txt")"
 nodes="$("$skep" get "$job" -o json | jq -r '.status.nodesUsed | join(",")')"
 [ -n "$nodes" ] || fail "status.nodesUsed is empty"

@@ -157,8 +157,7 @@ pub struct TaskMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<String>,
     /// The object's size as listed (object sources): a worker fails a read
-    /// of any other size as `changed`, and `--file-access auto` reads a
-    /// local file only if its size matches. Older workers ignore it.
+    /// of any other size as `changed`. Older workers ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// The object's ETag as listed: a worker fetches with `If-Match`, so a

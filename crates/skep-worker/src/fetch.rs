@@ -198,6 +198,14 @@ impl Fetcher {
             .open(&path)
             .await
             .map_err(|e| error(format!("cannot make a fetched file: {}", e.kind())))?;
+        if let Some(etag) = expect.etag
+            && reqwest::header::HeaderValue::from_str(etag).is_err()
+        {
+            return Err(FetchError {
+                error: OcrError::new(FailureReason::BadMessage, "the task's ETag is not a header value"),
+                result: "error",
+            });
+        }
         let mut wait = self.backoff;
         let mut tries = 0;
         loop {
@@ -438,10 +446,15 @@ fn error(message: String) -> FetchError {
     }
 }
 
-/// Whether two ETags name the same version (a weak `W/` mark aside).
+/// Whether two ETags name the same version: a weak `W/` mark and the
+/// quotes aside (stores differ in what they quote where).
 pub fn same_etag(a: &[u8], b: &[u8]) -> bool {
-    let strong = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
-    strong(a) == strong(b)
+    let bare = |t: &[u8]| {
+        let t = t.strip_prefix(b"W/").unwrap_or(t);
+        let t = t.strip_prefix(b"\"").unwrap_or(t);
+        t.strip_suffix(b"\"").unwrap_or(t).to_vec()
+    };
+    bare(a) == bare(b)
 }
 
 /// The object was replaced after the controller listed it.

@@ -65,7 +65,9 @@ struct RunArgs {
     #[arg(long, env = "SKEP_WORKER_SLOTS", default_value_t = service::DEFAULT_SLOTS as u32,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     slots: u32,
-    /// Worker id reported in results; default: host name and process id.
+    /// Worker id reported in results and heartbeats; default: host name,
+    /// process id and a random tag (containers on the host network share
+    /// its name and each runs as process 1).
     #[arg(long, env = "SKEP_WORKER_ID")]
     id: Option<String>,
     /// Node reported in results; default: SKEP_NODE_NAME, else the host

@@ -135,10 +135,27 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// A worker id unique among live processes: host name and process id (in
-/// a container the host name is the container's id).
+/// A worker id unique among live processes: host name, process id and a
+/// random tag. In a container the host name is the container's id, but
+/// containers on the host's network share the host's name, and each runs
+/// its worker as process 1: the tag tells them apart.
 pub fn default_worker_id() -> String {
-    format!("{}-{}", hostname(), std::process::id())
+    format!("{}-{}-{}", hostname(), std::process::id(), random_tag())
+}
+
+/// Six hex digits from the kernel's random source (the clock's nanoseconds
+/// where it cannot be read).
+fn random_tag() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 3];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..3]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Clone, Debug)]

@@ -260,6 +260,17 @@ async fn fetches_are_bounded_retried_and_named_by_result() {
         );
     }
 
+    // An ETag no header can carry: the task is wrong, not the server.
+    let broken = Expect {
+        size: Some(size),
+        etag: Some("\"v2\"\r\nX-Injected: 1"),
+    };
+    let e = fetcher
+        .fetch(&format!("{base}/versioned"), Path::new("/data/a.png"), broken, limit)
+        .await
+        .expect_err("a broken ETag");
+    assert_eq!(e.error.reason, FailureReason::BadMessage, "{}", e.error.message);
+
     let started = std::time::Instant::now();
     let e = fetcher
         .fetch(

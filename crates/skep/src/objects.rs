@@ -206,7 +206,7 @@ impl ObjectStores {
             // NB: checked here too, for a server that ignores `If-Match`
             // on a GET (s3s-fs does).
             if let (Some(listed), Some(served)) = (&v.etag, &got.meta.e_tag)
-                && listed.trim_start_matches("W/") != served.trim_start_matches("W/")
+                && !same_etag(listed, served)
             {
                 return Ok(Err("its ETag is no longer the listed one".into()));
             }
@@ -242,10 +242,19 @@ impl ObjectStores {
             Ok(n)
         }
         .await;
-        if written.is_err() {
+        // NB: a body of another length than listed is another object
+        // (hyper reports a short one as an error already).
+        let changed = match (&written, version) {
+            (Ok(n), Some(v)) if *n != v.size => Some(format!("{n} bytes came, listed as {}", v.size)),
+            _ => None,
+        };
+        if written.is_err() || changed.is_some() {
             let _ = tokio::fs::remove_file(to).await;
         }
-        written.map(Ok)
+        match changed {
+            Some(how) => Ok(Err(how)),
+            None => written.map(Ok),
+        }
     }
 
     /// Writes `bytes` as object `key` of `bucket`.
@@ -265,8 +274,8 @@ impl ObjectStores {
     /// path below `dir`, `last` (a top-level file name) once all others
     /// are up. Each object appears whole or not at all (a single PUT, or a
     /// multipart upload completed at the end). The folder is walked as it
-    /// is uploaded, [`UPLOAD_PARALLEL`] files at a time, and each file is
-    /// removed once its object is up, so a repeated call (after a failure,
+    /// is uploaded (one folder's names read at a time), [`UPLOAD_PARALLEL`]
+    /// files at a time, and each file is removed once its object is up, so a repeated call (after a failure,
     /// or a restart) uploads only what is left. Returns the files uploaded.
     pub async fn upload_tree(
         &self,
@@ -316,9 +325,22 @@ impl ObjectStores {
         if let Some(e) = failed {
             return Err(e);
         }
-        if std::fs::symlink_metadata(dir.join(last)).is_ok() {
-            upload_file(&store, url, dir, last).await?;
-            n += 1;
+        let at = dir.join(last);
+        let kind = tokio::task::spawn_blocking(move || std::fs::symlink_metadata(at).map(|m| m.is_file()))
+            .await
+            .map_err(|e| CallError::Failed(e.to_string()))?;
+        match kind {
+            Ok(true) => {
+                upload_file(&store, url, dir, last).await?;
+                n += 1;
+            }
+            Ok(false) => {
+                return Err(CallError::Refused(format!(
+                    "{} is not a regular file",
+                    dir.join(last).display()
+                )));
+            }
+            Err(_) => {}
         }
         Ok(n)
     }
@@ -492,6 +514,13 @@ impl Lister {
                 .collect(),
         ))
     }
+}
+
+/// Whether two ETags name the same version: a weak `W/` mark and the
+/// quotes aside (stores differ in what they quote where).
+pub fn same_etag(a: &str, b: &str) -> bool {
+    let bare = |t: &str| t.trim_start_matches("W/").trim_matches('"').to_owned();
+    bare(a) == bare(b)
 }
 
 /// Whether a listed ETag can go into a worker's `If-Match` header as it

@@ -11,11 +11,12 @@
 //! attempts) are removed. A split file's ranges keep their folders until
 //! the file is assembled (`assemble`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::StreamExt;
 use skep_api::{FailureReason, Outcome, PageRange, RESULTS_TOPIC, ResultMessage};
 use skep_queue::{Delivery, SubscribeOptions, Subscription};
 use tokio::time::Instant;
@@ -29,6 +30,9 @@ use crate::store::{FileResult, TaskUpdate, Transition};
 
 /// Results written per store transaction at most.
 pub const INGEST_BATCH: usize = 512;
+/// Results of a batch made ready at once (their outputs landed, an
+/// object's original fetched): the landing tools use a core each.
+const PREPARE_AT_ONCE: usize = 4;
 /// How long a batch waits to fill once its first result is in.
 const BATCH_LINGER: Duration = Duration::from_millis(10);
 const CHANNEL: &str = "controller";
@@ -258,7 +262,11 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
     let mut updates = Vec::with_capacity(prepared.len());
     let mut staged_of = Vec::with_capacity(prepared.len());
     let mut to_ack = Vec::with_capacity(prepared.len());
-    for (d, result, info) in prepared {
+    // NB: a batch's results are made ready a few at a time (landing
+    // outputs, fetching an object's original for its searchable PDF), in
+    // order; a second result of the same task in the batch only after the
+    // first is done, so their outputs never mix.
+    let make_ready = |(d, result, info): (Delivery, ResultMessage, JobInfo)| async move {
         let transition = transition(
             &result,
             info.max_attempts,
@@ -266,11 +274,28 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
             ctx.cfg.retry_base,
             now_ms,
         );
+        let transition = prepare(ctx, &result, &info, transition, now_ms).await?;
+        Ok::<_, super::Error>((d, result, info, transition))
+    };
+    let mut seen = HashSet::with_capacity(prepared.len());
+    let (firsts, repeats): (Vec<_>, Vec<_>) = prepared
+        .into_iter()
+        .partition(|(_, r, _)| seen.insert((r.job_uid.clone(), r.index, r.part)));
+    // NB: every one runs to its end, even after one failed: a landing
+    // left running would race the same result's next delivery.
+    let mut made: Vec<Result<_>> = futures::stream::iter(firsts.into_iter().map(make_ready))
+        .buffered(PREPARE_AT_ONCE)
+        .collect()
+        .await;
+    for r in repeats {
+        made.push(make_ready(r).await);
+    }
+    for m in made {
+        let (d, result, info, transition) = m?;
         let staged = match &result.outcome {
             Outcome::Succeeded { staged, .. } => staged.clone(),
             _ => None,
         };
-        let transition = prepare(ctx, &result, &info, transition, now_ms).await?;
         updates.push(TaskUpdate {
             job_uid: result.job_uid.clone(),
             index: result.index,
