@@ -5,6 +5,7 @@ use skep_testkit::PageSize;
 
 use crate::dispatch::DispatchOptions;
 use crate::documents::DocumentsOptions;
+use crate::e2e::E2eOptions;
 use crate::files::FilesOptions;
 use crate::ingest::IngestOptions;
 use crate::ocr::OcrOptions;
@@ -52,6 +53,11 @@ pub enum Command {
     /// worker with no shared mount reads) and read it from the page cache;
     /// compare MB/s.
     Files(FilesOptions),
+    /// Run the real `skep run` on a tree of empty .png files (each fails
+    /// at once, so only skep's orchestration is measured): files/s, CPU
+    /// per file, peak RSS, with `find` on the same tree beside it (not
+    /// part of `all`).
+    E2e(E2eOptions),
     /// Every bench with defaults (a few minutes on 2 cores): ocr on small
     /// pages, ocr on a few A4 pages, dispatch, ingest (SQLite only), scan,
     /// files.

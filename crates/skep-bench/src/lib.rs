@@ -11,6 +11,8 @@
 //!   another store (MongoDB) against it.
 //! - [`scan`]: skep's folder scan against `find`.
 //! - [`files`]: the controller's file endpoint against a local read.
+//! - [`e2e`]: the real `skep run` on empty files: skep's own cost per
+//!   file, with `find` beside it.
 //! - [`documents`]: PDFs through the real `skep run` binary against
 //!   OCRmyPDF and `pdftotext`, and one long PDF split over workers.
 //!
@@ -20,6 +22,7 @@
 pub mod cli;
 pub mod dispatch;
 pub mod documents;
+pub mod e2e;
 pub mod files;
 pub mod ingest;
 pub mod load;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use skep_bench::cli::{AllPlan, Cli, Command};
 use skep_bench::report::emit;
-use skep_bench::{dispatch, documents, files, ingest, ocr, scan};
+use skep_bench::{dispatch, documents, e2e, files, ingest, ocr, scan};
 
 fn main() -> anyhow::Result<()> {
     // NB: before any thread starts; without it every engine would start a
@@ -29,6 +29,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scan(opts) => emit(&run_scan(opts).await?, json),
         Command::Documents(opts) => emit(&run_documents(opts).await?, json),
         Command::Files(opts) => emit(&files::run(&opts).await?, json),
+        Command::E2e(opts) => {
+            let report = tokio::task::spawn_blocking(move || e2e::run(&opts))
+                .await
+                .context("the e2e bench panicked")??;
+            emit(&report, json);
+        }
         Command::All => {
             let plan = AllPlan::default();
             emit(&ocr::run(&plan.ocr_small).await?, json);

@@ -137,7 +137,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanReport> {
 /// Makes a tree of `files` empty `.png` files over [`FOLDERS`] sub-folders
 /// in `dir`, unless a tree of that size made by this bench is there.
 /// Returns whether it made one.
-fn ensure_tree(dir: &Path, files: usize) -> Result<bool> {
+pub(crate) fn ensure_tree(dir: &Path, files: usize) -> Result<bool> {
     let marker = dir.join(MARKER);
     let expected = format!("files={files} folders={FOLDERS}\n");
     if let Ok(found) = std::fs::read_to_string(&marker) {
@@ -189,7 +189,7 @@ fn time_skep(dir: &Path, files: usize) -> Result<Duration> {
     Ok(elapsed)
 }
 
-fn time_find(dir: &Path, files: usize) -> Result<Duration> {
+pub(crate) fn time_find(dir: &Path, files: usize) -> Result<Duration> {
     let started = Instant::now();
     let out = Command::new("find")
         .arg(dir)

@@ -21,7 +21,7 @@ mod poppler;
 mod process;
 mod scanned;
 mod score;
-mod skep_run;
+pub(crate) mod skep_run;
 mod split;
 mod tally;
 

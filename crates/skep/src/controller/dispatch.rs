@@ -46,14 +46,25 @@ pub fn lease_ms(job: &BulkJob, window_factor: u32) -> i64 {
     per_file * (i64::from(window_factor) + 2) + 60_000
 }
 
-/// Leases and publishes up to this job's window; returns how many went out.
+/// What one dispatch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Tasks published (files and page ranges).
+    pub tasks: u64,
+    /// Of them, whole files (part 0).
+    pub files: u64,
+    /// Tasks the lease failed as `attemptsExceeded` instead.
+    pub exhausted: u64,
+}
+
+/// Leases and publishes up to this job's window.
 pub async fn dispatch(
     ctx: &Context,
     job: &BulkJob,
     counts: &TaskCounts,
     running: u32,
     pool_jobs: &[BulkJob],
-) -> Result<u64> {
+) -> Result<Sent> {
     // NB: the slots of the workers beating on the pool, where they are more
     // than the runtime's replicas hold: workers started elsewhere (or with
     // more slots than the runtime assumes) get a window of their size.
@@ -70,7 +81,7 @@ pub async fn dispatch(
     let total = mine + competing.map(weight).sum::<f64>();
     let window = window(pool_window, mine, total);
     if counts.in_flight >= window {
-        return Ok(0);
+        return Ok(Sent::default());
     }
     let want = (window - counts.in_flight).min(MAX_BATCH);
     let leased = ctx
@@ -82,9 +93,14 @@ pub async fn dispatch(
             max_attempts: job.spec.max_attempts,
         }))
         .await?;
+    let exhausted = leased.exhausted;
     if leased.tasks.is_empty() {
-        return Ok(0);
+        return Ok(Sent {
+            exhausted,
+            ..Sent::default()
+        });
     }
+    let files = leased.tasks.iter().filter(|t| t.part == 0).count() as u64;
     let root = Path::new(&job.spec.source.path);
     let timeout_ms = job.spec.file_timeout_seconds * 1000;
     let paths = JobPaths::of(job, &ctx.cfg.default_output_root);
@@ -160,7 +176,11 @@ pub async fn dispatch(
         return Err(e);
     }
     debug!(job = job.name(), n, window, "dispatched");
-    Ok(n)
+    Ok(Sent {
+        tasks: n,
+        files,
+        exhausted,
+    })
 }
 
 /// For a job reading object storage, each task's object (`s3://B/KEY`)

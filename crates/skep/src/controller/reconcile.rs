@@ -139,10 +139,18 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         .filter(|j| j.spec.scaling.pool == spec.scaling.pool)
         .collect();
     let sent = dispatch::dispatch(ctx, job, &counts, pool_state.running, &pool_jobs).await?;
-    if sent > 0 {
+    if sent.exhausted > 0 {
         let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
         status.files = counts.files;
         status.pages = counts.pages;
+    } else {
+        // NB: no second count of every task (it cost as much as the
+        // first): the files just sent move from pending to dispatched. A
+        // file sent again after its lease ran out was counted dispatched
+        // already; the next reconcile's count mends that.
+        let moved = sent.files.min(status.files.pending);
+        status.files.pending -= moved;
+        status.files.dispatched += moved;
     }
     let f = status.files;
     let msg = format!("{} of {} files done, {} failed", f.finished(), f.total, f.failed);

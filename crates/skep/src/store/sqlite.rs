@@ -76,6 +76,10 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_by_state ON tasks(job_uid, state, due);
 ";
 
+/// Finds the tasks a lease fails for their attempts without reading every
+/// pending task (added beside schema 2; older builds ignore it).
+const TASKS_BY_ATTEMPTS: &str = "CREATE INDEX IF NOT EXISTS tasks_by_attempts ON tasks(job_uid, state, attempts);";
+
 const SCHEMA_VERSION: i64 = 2;
 
 /// Creates the task table, or moves a version 1 table to version 2 (same
@@ -111,6 +115,7 @@ fn migrate(c: &mut Connection) -> Result<()> {
                 tx.execute_batch("ALTER TABLE tasks ADD COLUMN size INTEGER; ALTER TABLE tasks ADD COLUMN etag TEXT;")
                     .map_err(db)?;
             }
+            tx.execute_batch(TASKS_BY_ATTEMPTS).map_err(db)?;
             return tx.commit().map_err(db);
         }
         (true, Some(1) | None) => {
@@ -133,6 +138,7 @@ fn migrate(c: &mut Connection) -> Result<()> {
             )));
         }
     }
+    tx.execute_batch(TASKS_BY_ATTEMPTS).map_err(db)?;
     tx.execute(
         "INSERT INTO meta(key, value) VALUES ('schema', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         [SCHEMA_VERSION],
@@ -779,8 +785,10 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let exhausted = tx
                 .execute(
-                    "UPDATE tasks SET state = ?4, reason = ?5, error = 'dispatched ' || attempts || ' times without a result', finished = ?2, due = 0
-                     WHERE job_uid = ?1 AND state IN (0, 1) AND due <= ?2 AND attempts >= ?3",
+                    // NB: by attempts, not by due: every pending task is due,
+                    // and this runs on every dispatch.
+                    "UPDATE tasks INDEXED BY tasks_by_attempts SET state = ?4, reason = ?5, error = 'dispatched ' || attempts || ' times without a result', finished = ?2, due = 0
+                     WHERE job_uid = ?1 AND state IN (0, 1) AND attempts >= ?3 AND due <= ?2",
                     params![req.job_uid, req.now_ms, req.max_attempts, FAILED, FailureReason::AttemptsExceeded.as_str()],
                 )
                 .map_err(db)? as u64;
