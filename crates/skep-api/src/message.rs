@@ -41,6 +41,17 @@ pub const STAGED_FILES: [&str; 6] = [
     STAGED_TEXT_FILE,
 ];
 
+/// Whether two ETags name the same version: a weak `W/` mark and the
+/// quotes aside (stores differ in what they quote where).
+pub fn same_etag(a: &[u8], b: &[u8]) -> bool {
+    let bare = |t: &[u8]| {
+        let t = t.strip_prefix(b"W/").unwrap_or(t);
+        let t = t.strip_prefix(b"\"").unwrap_or(t);
+        t.strip_suffix(b"\"").unwrap_or(t).to_vec()
+    };
+    bare(a) == bare(b)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("malformed message: {0}")]

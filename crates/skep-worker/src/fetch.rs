@@ -289,7 +289,7 @@ impl Fetcher {
         // a GET (s3s-fs does).
         if let Some(etag) = expect.etag
             && let Some(served) = res.headers().get(reqwest::header::ETAG)
-            && !same_etag(served.as_bytes(), etag.as_bytes())
+            && !skep_api::same_etag(served.as_bytes(), etag.as_bytes())
         {
             return Err(Try::Final(changed(format!("its ETag is no longer {etag}"))));
         }
@@ -444,17 +444,6 @@ fn error(message: String) -> FetchError {
         error: OcrError::new(FailureReason::Unreadable, message),
         result: "error",
     }
-}
-
-/// Whether two ETags name the same version: a weak `W/` mark and the
-/// quotes aside (stores differ in what they quote where).
-pub fn same_etag(a: &[u8], b: &[u8]) -> bool {
-    let bare = |t: &[u8]| {
-        let t = t.strip_prefix(b"W/").unwrap_or(t);
-        let t = t.strip_prefix(b"\"").unwrap_or(t);
-        t.strip_suffix(b"\"").unwrap_or(t).to_vec()
-    };
-    bare(a) == bare(b)
 }
 
 /// The object was replaced after the controller listed it.

@@ -206,7 +206,7 @@ impl ObjectStores {
             // NB: checked here too, for a server that ignores `If-Match`
             // on a GET (s3s-fs does).
             if let (Some(listed), Some(served)) = (&v.etag, &got.meta.e_tag)
-                && !same_etag(listed, served)
+                && !skep_api::same_etag(listed.as_bytes(), served.as_bytes())
             {
                 return Ok(Err("its ETag is no longer the listed one".into()));
             }
@@ -514,13 +514,6 @@ impl Lister {
                 .collect(),
         ))
     }
-}
-
-/// Whether two ETags name the same version: a weak `W/` mark and the
-/// quotes aside (stores differ in what they quote where).
-pub fn same_etag(a: &str, b: &str) -> bool {
-    let bare = |t: &str| t.trim_start_matches("W/").trim_matches('"').to_owned();
-    bare(a) == bare(b)
 }
 
 /// Whether a listed ETag can go into a worker's `If-Match` header as it
