@@ -6,6 +6,7 @@ use skep_testkit::PageSize;
 use crate::dispatch::DispatchOptions;
 use crate::documents::DocumentsOptions;
 use crate::e2e::E2eOptions;
+use crate::e2e_pages::E2ePagesOptions;
 use crate::files::FilesOptions;
 use crate::ingest::IngestOptions;
 use crate::ocr::OcrOptions;
@@ -58,6 +59,11 @@ pub enum Command {
     /// per file, peak RSS, with `find` on the same tree beside it (not
     /// part of `all`).
     E2e(E2eOptions),
+    /// Run the real `skep run` on real pages with local workers against
+    /// bare leptess engines in a plain loop on as many threads: what the
+    /// orchestration costs at full load (some 3 minutes for 600 small
+    /// pages on 2 cores; not part of `all`).
+    E2ePages(E2ePagesOptions),
     /// Every bench with defaults (a few minutes on 2 cores): ocr on small
     /// pages, ocr on a few A4 pages, dispatch, ingest (SQLite only), scan,
     /// files.

@@ -86,13 +86,7 @@ impl Default for E2eOptions {
 /// Makes (or reuses) the tree, lists it with `find` once, then runs `skep
 /// run` on it once. Blocking; progress goes to stderr.
 pub fn run(opts: &E2eOptions) -> Result<E2eReport> {
-    let skep = crate::documents::skep_run::locate(opts.skep.as_deref()).map_err(|_| {
-        let shown = opts
-            .skep
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("target/release/skep"));
-        Error::NoSkep(shown.display().to_string())
-    })?;
+    let skep = locate_skep(opts.skep.as_deref())?;
     let work = tempfile::Builder::new()
         .prefix("skep-bench-e2e-")
         .tempdir()
@@ -153,17 +147,25 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport> {
     })
 }
 
+/// The `skep` binary given, or the one beside this program.
+pub(crate) fn locate_skep(given: Option<&Path>) -> Result<PathBuf> {
+    crate::documents::skep_run::locate(given).map_err(|_| {
+        let shown = given.map_or_else(|| PathBuf::from("target/release/skep"), Path::to_path_buf);
+        Error::NoSkep(shown.display().to_string())
+    })
+}
+
 /// What a sampled run left.
-struct Sampled {
-    elapsed: Duration,
-    stdout: Vec<u8>,
-    cpu_s: f64,
-    peak_rss_kib: u64,
+pub(crate) struct Sampled {
+    pub(crate) elapsed: Duration,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) cpu_s: f64,
+    pub(crate) peak_rss_kib: u64,
 }
 
 /// Runs `cmd`, sampling its `/proc` entry every [`SAMPLE_EVERY`] until it
 /// exits; killed after `limit`.
-fn run_sampled(mut cmd: Command, limit: Duration) -> Result<Sampled> {
+pub(crate) fn run_sampled(mut cmd: Command, limit: Duration) -> Result<Sampled> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| io_error(Path::new("skep"), e))?;

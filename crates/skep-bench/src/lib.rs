@@ -23,6 +23,7 @@ pub mod cli;
 pub mod dispatch;
 pub mod documents;
 pub mod e2e;
+pub mod e2e_pages;
 pub mod files;
 pub mod ingest;
 pub mod load;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use skep_bench::cli::{AllPlan, Cli, Command};
 use skep_bench::report::emit;
-use skep_bench::{dispatch, documents, e2e, files, ingest, ocr, scan};
+use skep_bench::{dispatch, documents, e2e, e2e_pages, files, ingest, ocr, scan};
 
 fn main() -> anyhow::Result<()> {
     // NB: before any thread starts; without it every engine would start a
@@ -33,6 +33,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = tokio::task::spawn_blocking(move || e2e::run(&opts))
                 .await
                 .context("the e2e bench panicked")??;
+            emit(&report, json);
+        }
+        Command::E2ePages(opts) => {
+            let report = tokio::task::spawn_blocking(move || e2e_pages::run(&opts))
+                .await
+                .context("the e2e-pages bench panicked")??;
             emit(&report, json);
         }
         Command::All => {

@@ -129,8 +129,10 @@ fn slot_thread(rx: mpsc::Receiver<Job>) {
     let mut engines: Vec<Engine> = Vec::new();
     for job in rx {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let engine = engine_for(&mut engines, &job.request.config.languages)?;
-            document::read(engine, &job.request)
+            // NB: only for a file that needs one: a run of empty or
+            // unreadable files loads no engine.
+            let engines = &mut engines;
+            document::read_with(|| engine_for(engines, &job.request.config.languages), &job.request)
         }));
         let result = result.unwrap_or_else(|panic| {
             // NB: after a panic inside the binding the engine's state is

@@ -1318,3 +1318,32 @@ fn a_long_pdf_needing_no_ocr_is_read_whole() {
         ReadOutput::Read(r) => panic!("ocr mode must split: {r:?}"),
     }
 }
+
+/// A file that needs no OCR loads no engine: an empty file, one that is
+/// not a document, a broken one and an Office document are read with an
+/// engine maker that fails the test if it is called.
+#[test]
+fn files_that_need_no_ocr_load_no_engine() {
+    let d = docs();
+    let dir = scratch();
+    let empty = dir.path().join("empty.png");
+    std::fs::write(&empty, b"").expect("write");
+    let text = dir.path().join("text.png");
+    std::fs::write(&text, b"plain words, not an image").expect("write");
+    fn no_engine<'a>() -> Result<&'a mut Engine, OcrError> {
+        panic!("an engine was made")
+    }
+    for (path, want) in [
+        (empty, Some(FailureReason::Empty)),
+        (text, Some(FailureReason::Unsupported)),
+        (d.path("office/bad/laughs.docx"), Some(FailureReason::Corrupt)),
+        (d.path("office/slides.pptx"), None),
+    ] {
+        let got = document::read_with(no_engine, &request(&path, PdfMode::Auto));
+        match (got, want) {
+            (Err(e), Some(want)) => assert_eq!(e.reason, want, "{}: {e}", path.display()),
+            (Ok(ReadOutput::Read(r)), None) => assert!(r.pages > 0, "{}", path.display()),
+            (other, want) => panic!("{}: {other:?}, wanted {want:?}", path.display()),
+        }
+    }
+}

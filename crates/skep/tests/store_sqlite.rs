@@ -5,18 +5,27 @@ use std::sync::Arc;
 
 use skep::store::{SqliteStore, Store, conformance};
 
-async fn fresh() -> (tempfile::TempDir, Arc<dyn Store>) {
+async fn fresh() -> (tempfile::TempDir, Arc<SqliteStore>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("skep.db")).await.expect("open");
     (dir, Arc::new(store))
 }
 
+/// The tally the triggers keep agrees with a full count of the tasks.
+async fn no_drift(s: &SqliteStore) {
+    let drift = s.tally_drift().await.expect("drift");
+    assert!(drift.is_empty(), "the task tally drifted:\n{}", drift.join("\n"));
+}
+
+// NB: every case ends with the tally checked against a count of its
+// tasks: the cases between them write tasks in every way the store can.
 macro_rules! cases {
     ($($case:ident),* $(,)?) => {$(
         #[tokio::test]
         async fn $case() {
             let (_dir, s) = fresh().await;
             conformance::$case(s.as_ref()).await;
+            no_drift(&s).await;
         }
     )*};
 }
@@ -26,7 +35,8 @@ skep::store_conformance_cases!(cases);
 #[tokio::test]
 async fn atomic_lease_under_concurrency() {
     let (_dir, s) = fresh().await;
-    conformance::atomic_lease_under_concurrency(s).await;
+    conformance::atomic_lease_under_concurrency(s.clone()).await;
+    no_drift(&s).await;
 }
 
 #[tokio::test]
@@ -72,6 +82,7 @@ async fn a_schema_1_database_is_upgraded() {
         .expect("schema 1");
     }
     let s = SqliteStore::open(&path).await.expect("upgrade");
+    no_drift(&s).await;
     let a = s.get_task("u", 0).await.expect("get").expect("file 0");
     assert_eq!((a.part, a.state), (0, skep::store::TaskState::Succeeded));
     assert_eq!(a.result.and_then(|r| r.text).as_deref(), Some("old text"));
@@ -118,11 +129,26 @@ async fn a_database_without_object_versions_gains_them() {
                  reason TEXT, error TEXT, duration_ms INTEGER NOT NULL DEFAULT 0, worker TEXT, node TEXT,
                  finished INTEGER NOT NULL DEFAULT 0, page_info TEXT, staged TEXT, PRIMARY KEY (job_uid, idx, part));
              CREATE INDEX tasks_by_state ON tasks(job_uid, state, due);
-             INSERT INTO tasks(job_uid, idx, path) VALUES ('u', 0, 'a.png');",
+             INSERT INTO tasks(job_uid, idx, path) VALUES ('u', 0, 'a.png');
+             INSERT INTO tasks(job_uid, idx, part, first_page, last_page, path, state, pages)
+                 VALUES ('u', 2, 0, 0, 0, 'c.pdf', 2, 3), ('u', 3, 0, 0, 0, 'd.pdf', 1, 9), ('u', 3, 1, 1, 4, 'd.pdf', 2, 4);",
         )
         .expect("schema 2");
     }
     let s = SqliteStore::open(&path).await.expect("upgrade");
+    // NB: the task tally is counted from the rows already there.
+    no_drift(&s).await;
+    let c = s.task_counts("u").await.expect("counts");
+    assert_eq!(
+        (
+            c.files.total,
+            c.files.pending,
+            c.files.dispatched,
+            c.files.succeeded,
+            c.in_flight
+        ),
+        (3, 1, 1, 1, 1)
+    );
     let a = s.get_task("u", 0).await.expect("get").expect("file 0");
     assert_eq!((a.path.as_str(), a.version), ("a.png", None));
     let version = skep::store::ObjectVersion {
@@ -136,4 +162,22 @@ async fn a_database_without_object_versions_gains_them() {
     let s = SqliteStore::open(&path).await.expect("reopen");
     let b = s.get_task("u", 1).await.expect("get").expect("file 1");
     assert_eq!(b.version, Some(version));
+    assert_eq!(s.task_counts("u").await.expect("counts").files.total, 4);
+    no_drift(&s).await;
+}
+
+/// The drift check can fail: a tally changed behind the triggers' back is
+/// reported.
+#[tokio::test]
+async fn a_wrong_tally_is_seen() {
+    let (dir, s) = fresh().await;
+    s.insert_tasks("u", vec![skep::store::NewTask::file(0, "a.png")])
+        .await
+        .expect("insert");
+    no_drift(&s).await;
+    let c = rusqlite::Connection::open(dir.path().join("skep.db")).expect("open");
+    c.execute("UPDATE task_tally SET n = n + 1", []).expect("corrupt");
+    let drift = s.tally_drift().await.expect("drift");
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert!(drift[0].contains("job u state 0 files"), "{drift:?}");
 }

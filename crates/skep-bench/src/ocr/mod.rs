@@ -297,6 +297,12 @@ pub async fn run(opts: &OcrOptions) -> Result<OcrReport> {
     })
 }
 
+/// One round of the bare loop (blocking): the baseline other benches
+/// compare with.
+pub fn bare_round(pages: &[Page], settings: &Settings) -> Result<Round> {
+    bare::run(pages, settings)
+}
+
 async fn blocking(pages: Arc<[Page]>, settings: Settings, f: fn(&[Page], &Settings) -> Result<Round>) -> Result<Round> {
     tokio::task::spawn_blocking(move || f(&pages, &settings))
         .await

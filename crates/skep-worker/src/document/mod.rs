@@ -170,6 +170,16 @@ pub(crate) struct Pages {
 
 /// Reads the task on this thread with `engine`.
 pub fn read(engine: &mut Engine, req: &ReadRequest) -> Result<ReadOutput, OcrError> {
+    read_with(|| Ok(engine), req)
+}
+
+/// As [`read`], the engine made only when the file needs one: a file that
+/// fails its checks (empty, too large, not a document) or an Office
+/// document never loads Tesseract.
+pub fn read_with<'a>(
+    engine: impl FnOnce() -> Result<&'a mut Engine, OcrError>,
+    req: &ReadRequest,
+) -> Result<ReadOutput, OcrError> {
     let meta = std::fs::metadata(&req.path).map_err(|e| io_error(&req.path, &e))?;
     if !meta.is_file() {
         return Err(OcrError::new(FailureReason::Unsupported, "not a regular file"));
@@ -194,9 +204,9 @@ pub fn read(engine: &mut Engine, req: &ReadRequest) -> Result<ReadOutput, OcrErr
         e
     })?;
     let read = match format {
-        DocumentFormat::Pdf => pdf::read(engine, req)?,
+        DocumentFormat::Pdf => pdf::read(engine()?, req)?,
         DocumentFormat::Office(kind) => office::read(&bytes, kind, req)?,
-        DocumentFormat::Image(format) => image::read(engine, req, &bytes, format)?,
+        DocumentFormat::Image(format) => image::read(engine()?, req, &bytes, format)?,
     };
     finish(req, read)
 }

@@ -1,13 +1,23 @@
 //! Windowed dispatch: a pool's queue holds about `slots x k` tasks (files,
 //! or page ranges of split files) at a time, the slots being those of its
 //! running replicas, or of the workers beating on it when those are more;
-//! shared among the pool's running jobs by weight, not whole jobs. Memory stays flat for million-file jobs, suspend and delete
-//! take effect within a window, and jobs share workers fairly.
+//! shared among the pool's running jobs by weight, not whole jobs. `k` is
+//! a time of work per slot ([`pace`](super::pace)): a few seconds of the
+//! job's tasks as its results have timed them, at least `window_factor`.
+//! Memory stays flat for million-file jobs, suspend and delete take effect
+//! within a window, and jobs share workers fairly.
 //!
 //! A task is leased in the store before it is published; if publishing
 //! fails the lease is undone. If the process dies between the two, the
 //! lease runs out and the task is dispatched again, so nothing is lost; a
 //! duplicate delivery only produces a duplicate result, which is ignored.
+//!
+//! A lease covers a window of the floor's size ([`lease_ms`]). While a
+//! job's results keep coming, its leases are renewed (at most every
+//! [`renew_every`]): a deep window of fast files that turn slow is not
+//! sent twice while its workers are still working through it. A task lost
+//! in transit is sent again one lease after the job's results stop, that
+//! is once the rest of its window is done.
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,6 +56,25 @@ pub fn lease_ms(job: &BulkJob, window_factor: u32) -> i64 {
     per_file * (i64::from(window_factor) + 2) + 60_000
 }
 
+/// The longest a task's URL lives for a deep window (unless its lease is longer).
+pub const MAX_URL_LIFETIME_MS: i64 = 3_600_000;
+
+/// How long a task's URL (`/files` or presigned) stays valid: as long as
+/// the task can wait in its window (every task ahead of it on its slot
+/// taking its whole timeout), but never past an hour unless the lease
+/// itself is longer. A task reaching a worker later fails `unreadable`
+/// and is sent again with a fresh URL.
+pub fn url_lifetime_ms(job: &BulkJob, floor: u32, factor: u32) -> i64 {
+    let lease = lease_ms(job, floor);
+    lease_ms(job, factor).min(MAX_URL_LIFETIME_MS).max(lease)
+}
+
+/// How often a job's leases are renewed while its results come: a quarter
+/// of a lease, at most a minute.
+pub fn renew_every(lease_ms: i64) -> Duration {
+    Duration::from_millis((lease_ms / 4).clamp(1_000, 60_000) as u64)
+}
+
 /// What one dispatch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sent {
@@ -73,13 +102,18 @@ pub async fn dispatch(
         .cfg
         .workers
         .live(&job.spec.scaling.pool, Utc::now().timestamp_millis());
-    let pool_window = replica_slots.max(live.slots) * u64::from(ctx.cfg.window_factor.max(1));
+    let factor = ctx.paces.factor(job.uid(), ctx.cfg.window_factor);
+    let pool_window = replica_slots.max(live.slots) * u64::from(factor);
     let competing = pool_jobs
         .iter()
         .filter(|j| j.uid() != job.uid() && j.status().phase == Phase::Running && !j.spec.suspend && !j.is_deleting());
     let mine = weight(job);
     let total = mine + competing.map(weight).sum::<f64>();
     let window = window(pool_window, mine, total);
+    // NB: before the window is found full: a full window of tasks turned
+    // slow is what renewals are for.
+    let lease = lease_ms(job, ctx.cfg.window_factor);
+    renew(ctx, job, lease).await?;
     if counts.in_flight >= window {
         return Ok(Sent::default());
     }
@@ -89,7 +123,7 @@ pub async fn dispatch(
             job_uid: job.uid().to_owned(),
             limit: want as usize,
             now_ms: Utc::now().timestamp_millis(),
-            lease_ms: lease_ms(job, ctx.cfg.window_factor),
+            lease_ms: lease,
             max_attempts: job.spec.max_attempts,
         }))
         .await?;
@@ -107,9 +141,7 @@ pub async fn dispatch(
     let staging = paths.staging.to_string_lossy().into_owned();
     let output = paths.output.to_string_lossy().into_owned();
     let engine = &job.spec.engine;
-    // NB: a URL lives as long as the dispatch lease: a redelivery within it
-    // still opens the file; after it the task is dispatched again anyway.
-    let expires = Utc::now().timestamp() + lease_ms(job, ctx.cfg.window_factor) / 1000 + 60;
+    let expires = Utc::now().timestamp() + url_lifetime_ms(job, ctx.cfg.window_factor, factor) / 1000 + 60;
     let follow = job.spec.source.follow_symlinks;
     let objects = object_urls(ctx, job, &leased.tasks, expires).await;
     let messages: Vec<Bytes> = leased
@@ -183,6 +215,28 @@ pub async fn dispatch(
     })
 }
 
+/// Renews the job's leases when its results came since the last renewal
+/// and that was [`renew_every`] ago.
+async fn renew(ctx: &Context, job: &BulkJob, lease: i64) -> Result<()> {
+    if !ctx
+        .paces
+        .renewal_due(job.uid(), renew_every(lease), std::time::Instant::now())
+    {
+        return Ok(());
+    }
+    let until = Utc::now().timestamp_millis() + lease;
+    match ctx.store_call(ctx.store.renew_leases(job.uid(), until)).await {
+        Ok(n) => {
+            debug!(job = job.name(), n, "leases renewed");
+            Ok(())
+        }
+        Err(e) => {
+            ctx.paces.renewal_failed(job.uid());
+            Err(e)
+        }
+    }
+}
+
 /// For a job reading object storage, each task's object (`s3://B/KEY`)
 /// and a presigned GET of it until `expires` (Unix seconds); `None` per
 /// task for a folder source. A URL that cannot be signed is left out: the
@@ -235,6 +289,33 @@ mod tests {
         let mut urgent = free.clone();
         urgent.spec.priority = 2;
         assert_eq!(weight(&urgent) / weight(&free), 4.0);
+    }
+
+    #[test]
+    fn urls_cover_the_window_within_an_hour() {
+        let mut j = BulkJob::new("a", BulkJobSpec::for_path("/x"));
+        j.spec.file_timeout_seconds = 10;
+        assert_eq!(url_lifetime_ms(&j, 2, 2), lease_ms(&j, 2), "the floor: the lease");
+        assert_eq!(
+            url_lifetime_ms(&j, 2, 20),
+            10_000 * 22 + 60_000,
+            "a deeper window waits longer"
+        );
+        j.spec.file_timeout_seconds = 300;
+        assert_eq!(url_lifetime_ms(&j, 2, 256), MAX_URL_LIFETIME_MS, "at most an hour");
+        j.spec.file_timeout_seconds = 3_600;
+        assert_eq!(
+            url_lifetime_ms(&j, 2, 256),
+            lease_ms(&j, 2),
+            "never shorter than the lease"
+        );
+    }
+
+    #[test]
+    fn renewals_come_a_few_times_a_lease() {
+        assert_eq!(renew_every(1_260_000), Duration::from_secs(60));
+        assert_eq!(renew_every(100_000), Duration::from_secs(25));
+        assert_eq!(renew_every(10), Duration::from_secs(1));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub async fn cleanup(ctx: &Context, job: &BulkJob) -> Result<Action> {
     }
     scaling::reconcile_pool(ctx, &job.spec.scaling.pool, true).await?;
     let purged = ctx.store_call(ctx.store.delete_tasks(job.uid())).await?;
+    ctx.paces.forget(job.uid());
     // Artefacts staged for files that never landed go too; landed outputs
     // stay, as on a finished job. Never in a folder the controller may not
     // touch.

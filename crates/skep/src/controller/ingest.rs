@@ -262,6 +262,7 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
     let mut updates = Vec::with_capacity(prepared.len());
     let mut staged_of = Vec::with_capacity(prepared.len());
     let mut to_ack = Vec::with_capacity(prepared.len());
+    let mut timed = Vec::with_capacity(prepared.len());
     // NB: a batch's results are made ready a few at a time (landing
     // outputs, fetching an object's original for its searchable PDF), in
     // order; a second result of the same task in the batch only after the
@@ -296,6 +297,7 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
             Outcome::Succeeded { staged, .. } => staged.clone(),
             _ => None,
         };
+        timed.push((result.job_uid.clone(), result.duration_ms));
         updates.push(TaskUpdate {
             job_uid: result.job_uid.clone(),
             index: result.index,
@@ -327,6 +329,10 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
             .filter_map(|(k, a)| Some((*k)?).map(|k| (k, a)))
         {
             ctx.cfg.metrics.record_result(outcome, reason);
+        }
+        let heard = std::time::Instant::now();
+        for ((uid, ms), _) in timed.iter().zip(&applied).filter(|(_, a)| **a) {
+            ctx.paces.observe(uid, *ms, heard);
         }
         let ignored = applied.iter().filter(|a| !**a).count();
         if ignored > 0 {

@@ -14,6 +14,7 @@ mod ingest;
 pub mod landing;
 mod lease;
 pub mod output;
+pub mod pace;
 mod reconcile;
 pub(crate) mod safe_fs;
 pub mod scaling;
@@ -64,8 +65,8 @@ pub struct ControllerConfig {
     pub running_requeue: Duration,
     /// Keys reconciled at once.
     pub concurrency: usize,
-    /// Dispatch keeps about `replicas x slots x window_factor` files of a
-    /// pool in its queue.
+    /// Dispatch keeps at least `replicas x slots x window_factor` tasks of
+    /// a pool in its queue; more for fast tasks ([`pace`]).
     pub window_factor: u32,
     /// A pool is not scaled down within this long of its last change.
     pub scale_down_cooldown: Duration,
@@ -210,6 +211,8 @@ pub struct Context {
     backoffs: Mutex<HashMap<Key, Backoff>>,
     pool_changes: Mutex<HashMap<String, Instant>>,
     jobs_by_uid: ingest::JobIndex,
+    /// Each job's task times, which size its dispatch window.
+    paces: pace::Paces,
     /// Cancelled when the store refused a write by its fence; who holds
     /// the lease now, as the store said.
     deposed: CancellationToken,
@@ -340,6 +343,7 @@ impl Controller {
             backoffs: Mutex::new(HashMap::new()),
             pool_changes: Mutex::new(HashMap::new()),
             jobs_by_uid: ingest::JobIndex::default(),
+            paces: pace::Paces::default(),
             deposed: CancellationToken::new(),
             deposed_by: Mutex::new(String::new()),
         });

@@ -45,6 +45,7 @@ pub async fn reconcile_job(ctx: &Context, name: &str) -> Result<Action> {
 async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: DateTime<Utc>) -> Result<Action> {
     let spec = &job.spec;
     if status.phase.is_finished() {
+        ctx.paces.forget(job.uid());
         status.replicas.desired = 0;
         return ttl(ctx, job, status, now).await;
     }

@@ -18,6 +18,7 @@ macro_rules! store_conformance_cases {
             idempotent_results,
             expired_leases_and_attempts,
             unlease_and_reset,
+            renewed_leases,
             list_tasks_pages,
             retry_failed_files,
             split_files_and_their_ranges,
@@ -704,6 +705,52 @@ pub async fn expired_leases_and_attempts(s: &dyn Store) {
     assert_eq!(t.result.and_then(|r| r.reason), Some(FailureReason::AttemptsExceeded));
 }
 
+/// Renewing a job's leases moves their end later, never earlier, and only
+/// for that job's dispatched tasks.
+pub async fn renewed_leases(s: &dyn Store) {
+    let a = s.apply_job(job("a")).await.expect("create a").job;
+    let b = s.apply_job(job("b")).await.expect("create b").job;
+    let (ua, ub) = (a.uid().to_owned(), b.uid().to_owned());
+    s.insert_tasks(&ua, tasks(3)).await.expect("insert a");
+    s.insert_tasks(&ub, tasks(1)).await.expect("insert b");
+    assert_eq!(s.lease_tasks(lease(&ua, 2, 0)).await.expect("lease a").tasks.len(), 2);
+    assert_eq!(s.lease_tasks(lease(&ub, 1, 0)).await.expect("lease b").tasks.len(), 1);
+    assert_eq!(s.renew_leases(&ua, 5_000).await.expect("renew"), 2);
+    assert_eq!(
+        s.renew_leases(&ua, 3_000).await.expect("renew earlier"),
+        0,
+        "a lease is never shortened"
+    );
+    let t0 = s.get_task(&ua, 0).await.expect("get").expect("t0");
+    assert_eq!((t0.state, t0.lease_until_ms), (TaskState::Dispatched, 5_000));
+    let t2 = s.get_task(&ua, 2).await.expect("get").expect("t2");
+    assert_eq!(
+        t2.state,
+        TaskState::Pending,
+        "a pending task is not leased by a renewal"
+    );
+    let later = s.lease_tasks(lease(&ua, 5, 2_000)).await.expect("lease a later");
+    assert_eq!(
+        later.tasks.iter().map(|t| (t.index, t.attempts)).collect::<Vec<_>>(),
+        vec![(2, 1)],
+        "the renewed leases still hold; only the pending task is taken"
+    );
+    let other = s.lease_tasks(lease(&ub, 5, 2_000)).await.expect("lease b later");
+    assert_eq!(
+        other.tasks.iter().map(|t| (t.index, t.attempts)).collect::<Vec<_>>(),
+        vec![(0, 2)],
+        "another job's lease was not renewed: it ran out and the task is sent again"
+    );
+    let after = s.lease_tasks(lease(&ua, 5, 5_000)).await.expect("lease a after");
+    let mut again: Vec<u64> = after.tasks.iter().map(|t| t.index).collect();
+    again.sort_unstable();
+    assert_eq!(
+        again,
+        vec![0, 1, 2],
+        "once the renewed leases end, their tasks are sent again"
+    );
+}
+
 /// Un-leasing and resetting put tasks back to pending.
 pub async fn unlease_and_reset(s: &dyn Store) {
     let a = s.apply_job(job("a")).await.expect("create").job;
@@ -860,6 +907,7 @@ pub async fn fenced_writes(s: &dyn Store) {
     fenced("lease", mine.lease_tasks(lease(&uid, 2, 0)).await.map(drop));
     let keys: Vec<(u64, u32)> = leased.tasks.iter().map(|t| (t.index, t.part)).collect();
     fenced("unlease", mine.unlease_tasks(&uid, &keys).await.map(drop));
+    fenced("renew", mine.renew_leases(&uid, i64::MAX).await.map(drop));
     let done = update(
         &uid,
         0,

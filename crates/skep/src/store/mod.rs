@@ -428,6 +428,9 @@ pub trait Store: Send + Sync + 'static {
     /// Puts dispatched tasks `(index, part)` back to pending without
     /// counting the attempt against them (their dispatch never happened).
     async fn unlease_tasks(&self, job_uid: &str, keys: &[(u64, u32)]) -> Result<u64>;
+    /// The job's dispatched tasks whose lease ends before `until_ms` now
+    /// end at `until_ms` (its workers are still taking its tasks); how many.
+    async fn renew_leases(&self, job_uid: &str, until_ms: i64) -> Result<u64>;
     /// Every dispatched task of every job back to pending (the queue lost
     /// them: it is not durable and this process is new).
     async fn reset_dispatched(&self) -> Result<u64>;

@@ -1426,6 +1426,23 @@ impl Store for MongoStore {
         Ok(counted.modified_count + uncounted.modified_count)
     }
 
+    async fn renew_leases(&self, job_uid: &str, until_ms: i64) -> Result<u64> {
+        self.check_lease().await?;
+        let r = self
+            .op(
+                "renew task leases",
+                self.inner
+                    .tasks
+                    .update_many(
+                        doc! { "job": job_uid, "state": DISPATCHED, "due": { "$lt": until_ms } },
+                        doc! { "$set": { "due": until_ms } },
+                    )
+                    .into_future(),
+            )
+            .await?;
+        Ok(r.modified_count)
+    }
+
     async fn reset_dispatched(&self) -> Result<u64> {
         self.check_lease().await?;
         let r = self

@@ -80,6 +80,69 @@ CREATE INDEX tasks_by_state ON tasks(job_uid, state, due);
 /// pending task (added beside schema 2; older builds ignore it).
 const TASKS_BY_ATTEMPTS: &str = "CREATE INDEX IF NOT EXISTS tasks_by_attempts ON tasks(job_uid, state, attempts);";
 
+/// A task's pages as the counts see them: a range's own, an opened file's,
+/// else one.
+macro_rules! task_pages {
+    ($row:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $row,
+            ".part > 0 THEN ",
+            $row,
+            ".last_page - ",
+            $row,
+            ".first_page + 1 WHEN ",
+            $row,
+            ".pages > 0 THEN ",
+            $row,
+            ".pages ELSE 1 END)"
+        )
+    };
+}
+
+/// Each job's tasks counted by state and kind (file or range), kept by
+/// triggers in the same transaction as every write to `tasks`, whoever
+/// writes: `task_counts` reads a few rows instead of grouping every task
+/// of the job on each reconcile (added beside schema 2; an older build's
+/// writes keep it right as well).
+const TASK_TALLY: &str = concat!(
+    "CREATE TABLE task_tally (
+    job_uid TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    file INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    PRIMARY KEY (job_uid, state, file)
+) WITHOUT ROWID;
+INSERT INTO task_tally(job_uid, state, file, n, pages)
+    SELECT job_uid, state, part = 0, COUNT(*), SUM(",
+    task_pages!("tasks"),
+    ") FROM tasks GROUP BY 1, 2, 3;
+CREATE TRIGGER task_tally_insert AFTER INSERT ON tasks BEGIN
+    INSERT INTO task_tally(job_uid, state, file, n, pages) VALUES (NEW.job_uid, NEW.state, NEW.part = 0, 1, ",
+    task_pages!("NEW"),
+    ") ON CONFLICT(job_uid, state, file) DO UPDATE SET n = n + 1, pages = pages + excluded.pages;
+END;
+CREATE TRIGGER task_tally_delete AFTER DELETE ON tasks BEGIN
+    UPDATE task_tally SET n = n - 1, pages = pages - ",
+    task_pages!("OLD"),
+    " WHERE job_uid = OLD.job_uid AND state = OLD.state AND file = (OLD.part = 0);
+END;
+CREATE TRIGGER task_tally_update AFTER UPDATE OF job_uid, state, part, first_page, last_page, pages ON tasks
+WHEN OLD.job_uid IS NOT NEW.job_uid OR OLD.state IS NOT NEW.state OR OLD.part IS NOT NEW.part OR ",
+    task_pages!("OLD"),
+    " IS NOT ",
+    task_pages!("NEW"),
+    " BEGIN
+    UPDATE task_tally SET n = n - 1, pages = pages - ",
+    task_pages!("OLD"),
+    " WHERE job_uid = OLD.job_uid AND state = OLD.state AND file = (OLD.part = 0);
+    INSERT INTO task_tally(job_uid, state, file, n, pages) VALUES (NEW.job_uid, NEW.state, NEW.part = 0, 1, ",
+    task_pages!("NEW"),
+    ") ON CONFLICT(job_uid, state, file) DO UPDATE SET n = n + 1, pages = pages + excluded.pages;
+END;"
+);
+
 const SCHEMA_VERSION: i64 = 2;
 
 /// Creates the task table, or moves a version 1 table to version 2 (same
@@ -116,6 +179,7 @@ fn migrate(c: &mut Connection) -> Result<()> {
                     .map_err(db)?;
             }
             tx.execute_batch(TASKS_BY_ATTEMPTS).map_err(db)?;
+            add_tally(&tx)?;
             return tx.commit().map_err(db);
         }
         (true, Some(1) | None) => {
@@ -139,12 +203,29 @@ fn migrate(c: &mut Connection) -> Result<()> {
         }
     }
     tx.execute_batch(TASKS_BY_ATTEMPTS).map_err(db)?;
+    add_tally(&tx)?;
     tx.execute(
         "INSERT INTO meta(key, value) VALUES ('schema', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         [SCHEMA_VERSION],
     )
     .map_err(db)?;
     tx.commit().map_err(db)
+}
+
+/// The task tally and its triggers, counted from the tasks once, where
+/// the database has none yet.
+fn add_tally(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let has: bool = tx
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'task_tally'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    if !has {
+        tx.execute_batch(TASK_TALLY).map_err(db)?;
+    }
+    Ok(())
 }
 
 fn has_column(tx: &rusqlite::Transaction<'_>, table: &str, column: &str) -> Result<bool> {
@@ -227,6 +308,49 @@ impl SqliteStore {
             path: display,
             fence: None,
         })
+    }
+
+    /// Where the task tally and a full count of the tasks disagree, one
+    /// line per (job, state, kind); none when all is well.
+    pub async fn tally_drift(&self) -> Result<Vec<String>> {
+        self.call(|c| {
+            type Rows = std::collections::BTreeMap<(String, i64, bool), (i64, i64)>;
+            let read = |c: &Connection, sql: &str| -> Result<Rows> {
+                let mut stmt = c.prepare(sql).map_err(db)?;
+                let rows = stmt
+                    .query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?))))
+                    .map_err(db)?;
+                rows.collect::<std::result::Result<Rows, _>>().map_err(db)
+            };
+            let tally = read(
+                c,
+                "SELECT job_uid, state, file, n, pages FROM task_tally WHERE n != 0 OR pages != 0",
+            )?;
+            let counted = read(
+                c,
+                concat!(
+                    "SELECT job_uid, state, part = 0, COUNT(*), SUM(",
+                    task_pages!("tasks"),
+                    ") FROM tasks GROUP BY 1, 2, 3"
+                ),
+            )?;
+            let keys: std::collections::BTreeSet<_> = tally.keys().chain(counted.keys()).collect();
+            Ok(keys
+                .into_iter()
+                .filter(|k| tally.get(*k) != counted.get(*k))
+                .map(|k| {
+                    format!(
+                        "job {} state {} {}: tallied {:?}, counted {:?}",
+                        k.0,
+                        k.1,
+                        if k.2 { "files" } else { "ranges" },
+                        tally.get(k),
+                        counted.get(k)
+                    )
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn call<T, F>(&self, f: F) -> Result<T>
@@ -349,6 +473,8 @@ fn load_owned(tx: &rusqlite::Transaction<'_>, name: &str, uid: &str) -> Result<B
 fn remove_job(tx: &rusqlite::Transaction<'_>, name: &str, uid: &str) -> Result<()> {
     tx.execute("DELETE FROM jobs WHERE name = ?1", [name]).map_err(db)?;
     tx.execute("DELETE FROM tasks WHERE job_uid = ?1", [uid]).map_err(db)?;
+    tx.execute("DELETE FROM task_tally WHERE job_uid = ?1", [uid])
+        .map_err(db)?;
     bump_revision(tx)?;
     Ok(())
 }
@@ -774,9 +900,10 @@ impl Store for SqliteStore {
     async fn delete_tasks(&self, job_uid: &str) -> Result<u64> {
         let uid = job_uid.to_owned();
         self.write(move |tx| {
-            tx.execute("DELETE FROM tasks WHERE job_uid = ?1", [uid])
-                .map(|n| n as u64)
-                .map_err(db)
+            let n = tx.execute("DELETE FROM tasks WHERE job_uid = ?1", [&uid]).map_err(db)? as u64;
+            tx.execute("DELETE FROM task_tally WHERE job_uid = ?1", [&uid])
+                .map_err(db)?;
+            Ok(n)
         })
         .await
     }
@@ -839,6 +966,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn renew_leases(&self, job_uid: &str, until_ms: i64) -> Result<u64> {
+        let uid = job_uid.to_owned();
+        self.write(move |tx| {
+            // NB: a range of the (job, state, due) index: only the leases
+            // that end earlier are read.
+            tx.execute(
+                "UPDATE tasks SET due = ?3 WHERE job_uid = ?1 AND state = ?2 AND due < ?3",
+                params![uid, DISPATCHED, until_ms],
+            )
+            .map(|n| n as u64)
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn retry_failed(&self, job_uid: &str) -> Result<u64> {
         let uid = job_uid.to_owned();
         self.write(move |tx| {
@@ -886,15 +1028,16 @@ impl Store for SqliteStore {
         self.call(move |c| {
             let mut counts = TaskCounts::default();
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT state, part = 0, COUNT(*), \
-                     COALESCE(SUM(CASE WHEN part > 0 THEN last_page - first_page + 1 WHEN pages > 0 THEN pages ELSE 1 END), 0) \
-                     FROM tasks WHERE job_uid = ?1 GROUP BY 1, 2",
-                )
+                .prepare_cached("SELECT state, file, n, pages FROM task_tally WHERE job_uid = ?1 AND n > 0")
                 .map_err(db)?;
             let rows = stmt
                 .query_map([uid], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, i64>(2)? as u64,
+                        r.get::<_, i64>(3)? as u64,
+                    ))
                 })
                 .map_err(db)?;
             for row in rows {
@@ -907,7 +1050,11 @@ impl Store for SqliteStore {
                     count_state(&mut counts.files, state, n);
                     // NB: a file's pages are known once it was opened (split
                     // or finished); until then it counts as one.
-                    counts.pages.total += if matches!(state, TaskState::Pending | TaskState::Dispatched) { n } else { pages };
+                    counts.pages.total += if matches!(state, TaskState::Pending | TaskState::Dispatched) {
+                        n
+                    } else {
+                        pages
+                    };
                     if state.is_terminal() {
                         counts.pages.done += pages;
                     }
@@ -954,8 +1101,12 @@ impl Store for SqliteStore {
     async fn split_ready(&self, job_uid: &str, limit: usize) -> Result<Vec<TaskRecord>> {
         let uid = job_uid.to_owned();
         self.call(move |c| {
+            // NB: by the state index: left to itself, the planner walks
+            // every task of the job in `idx` order to spare the sort of the
+            // few split files (seen: most of a reconcile's cost at a
+            // million files).
             let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM tasks AS f WHERE job_uid = ?1 AND state = {SPLIT} AND part = 0 AND NOT EXISTS \
+                "SELECT {TASK_COLUMNS} FROM tasks AS f INDEXED BY tasks_by_state WHERE job_uid = ?1 AND state = {SPLIT} AND part = 0 AND NOT EXISTS \
                  (SELECT 1 FROM tasks AS r WHERE r.job_uid = ?1 AND r.idx = f.idx AND r.part > 0 AND r.state IN (0, 1)) \
                  ORDER BY idx LIMIT ?2"
             );

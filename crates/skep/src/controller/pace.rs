@@ -1,0 +1,206 @@
+//! How long a job's tasks take, learnt from its results: dispatch sizes a
+//! job's window in time (about [`WINDOW_TIME`] of work queued per worker
+//! slot) instead of a fixed number of files, and renews the job's leases
+//! while its results keep coming.
+//!
+//! Like a consumer's prefetch: small fast files get a deep window, so a
+//! worker never waits on the controller's round trip; slow pages get the
+//! floor (`window_factor` per slot), so suspend, delete and fair sharing
+//! still act within a few files. The average rises at once with a slow
+//! file and falls slowly, so a job whose files turn slow shrinks its
+//! window before it queues much of them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Work queued per worker slot that dispatch aims for.
+pub const WINDOW_TIME: Duration = Duration::from_secs(2);
+/// The most tasks queued per worker slot, however fast the files.
+pub const MAX_WINDOW_FACTOR: u32 = 256;
+/// How much of a slower result moves the average (a slow file counts at
+/// once)...
+const RISE: f64 = 0.5;
+/// ...and of a faster one (a run of fast files is needed to trust them).
+const FALL: f64 = 0.02;
+/// Jobs remembered at most (a job is forgotten when it finishes; past
+/// this, the least recently heard from goes).
+const MAX_JOBS: usize = 10_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    /// Moving average of a task's time at a worker, in milliseconds.
+    mean_ms: f64,
+    /// Results seen in all.
+    results: u64,
+    /// When the last result came.
+    heard: Instant,
+    /// When the job's leases were last renewed, and `results` then.
+    renewed: Option<(Instant, u64)>,
+}
+
+/// Per job (by uid), shared by ingest (which feeds it) and dispatch.
+#[derive(Debug, Default)]
+pub struct Paces(Mutex<HashMap<String, Pace>>);
+
+impl Paces {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pace>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One result of the job's, that took `duration_ms` at its worker.
+    pub fn observe(&self, job_uid: &str, duration_ms: u64, now: Instant) {
+        let mut map = self.lock();
+        let sample = duration_ms as f64;
+        if let Some(p) = map.get_mut(job_uid) {
+            let k = if sample > p.mean_ms { RISE } else { FALL };
+            p.mean_ms += k * (sample - p.mean_ms);
+            p.results += 1;
+            p.heard = now;
+            return;
+        }
+        if map.len() >= MAX_JOBS
+            && let Some(oldest) = map.iter().min_by_key(|(_, p)| p.heard).map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(
+            job_uid.to_owned(),
+            Pace {
+                mean_ms: sample,
+                results: 1,
+                heard: now,
+                renewed: None,
+            },
+        );
+    }
+
+    /// Tasks to queue per worker slot for this job: [`WINDOW_TIME`] of its
+    /// average task, between `floor` and [`MAX_WINDOW_FACTOR`]; `floor`
+    /// until a result has come.
+    pub fn factor(&self, job_uid: &str, floor: u32) -> u32 {
+        let floor = floor.max(1);
+        let ceiling = MAX_WINDOW_FACTOR.max(floor);
+        let Some(p) = self.lock().get(job_uid).copied() else {
+            return floor;
+        };
+        // NB: a task under a millisecond counts as one: the controller's
+        // own round trip is the limit there.
+        let per_task = p.mean_ms.max(1.0);
+        let fits = WINDOW_TIME.as_millis() as f64 / per_task;
+        (fits.floor() as u32).clamp(floor, ceiling)
+    }
+
+    /// Whether the job's leases should be renewed now: results came since
+    /// the last renewal, and that was at least `every` ago. Marks them
+    /// renewed when it says yes.
+    pub fn renewal_due(&self, job_uid: &str, every: Duration, now: Instant) -> bool {
+        let mut map = self.lock();
+        let Some(p) = map.get_mut(job_uid) else {
+            return false;
+        };
+        let due = match p.renewed {
+            None => true,
+            Some((at, results)) => p.results > results && now.saturating_duration_since(at) >= every,
+        };
+        if due {
+            p.renewed = Some((now, p.results));
+        }
+        due
+    }
+
+    /// A renewal that did not reach the store: due again at the next call.
+    pub fn renewal_failed(&self, job_uid: &str) {
+        if let Some(p) = self.lock().get_mut(job_uid) {
+            p.renewed = None;
+        }
+    }
+
+    pub fn forget(&self, job_uid: &str) {
+        self.lock().remove(job_uid);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_a_time_of_work_between_the_floor_and_the_ceiling() {
+        let p = Paces::default();
+        let t = Instant::now();
+        assert_eq!(p.factor("a", 2), 2, "no result yet: the floor");
+        p.observe("a", 0, t);
+        assert_eq!(p.factor("a", 2), MAX_WINDOW_FACTOR, "instant tasks: the ceiling");
+        let q = Paces::default();
+        q.observe("b", 100, t);
+        assert_eq!(q.factor("b", 2), 20, "2 s of 100 ms tasks");
+        q.observe("c", 5_000, t);
+        assert_eq!(q.factor("c", 2), 2, "slow tasks: the floor");
+        assert_eq!(q.factor("c", 300), 300, "a floor above the ceiling wins");
+    }
+
+    #[test]
+    fn a_slow_file_shrinks_the_window_at_once_and_fast_ones_grow_it_slowly() {
+        let p = Paces::default();
+        let t = Instant::now();
+        for _ in 0..100 {
+            p.observe("a", 1, t);
+        }
+        assert_eq!(p.factor("a", 2), MAX_WINDOW_FACTOR);
+        p.observe("a", 10_000, t);
+        assert!(p.factor("a", 2) <= 2, "{}", p.factor("a", 2));
+        let mut fast = 0;
+        while p.factor("a", 2) < MAX_WINDOW_FACTOR {
+            p.observe("a", 1, t);
+            fast += 1;
+            assert!(fast < 10_000, "never grew back");
+        }
+        assert!(fast > 100, "grew back after only {fast} fast files");
+    }
+
+    #[test]
+    fn renewals_follow_results_at_most_every_period() {
+        let p = Paces::default();
+        let t = Instant::now();
+        let every = Duration::from_secs(10);
+        assert!(!p.renewal_due("a", every, t), "no result: nothing to renew for");
+        p.observe("a", 5, t);
+        assert!(p.renewal_due("a", every, t), "the first result renews");
+        p.observe("a", 5, t);
+        assert!(!p.renewal_due("a", every, t + Duration::from_secs(5)), "too soon");
+        assert!(p.renewal_due("a", every, t + Duration::from_secs(11)));
+        assert!(
+            !p.renewal_due("a", every, t + Duration::from_secs(30)),
+            "no result since: the leases run out"
+        );
+        p.observe("a", 5, t);
+        assert!(p.renewal_due("a", every, t + Duration::from_secs(31)));
+        p.renewal_failed("a");
+        assert!(
+            p.renewal_due("a", every, t + Duration::from_secs(31)),
+            "a failed renewal is tried again"
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_and_finished_jobs_are_forgotten() {
+        let p = Paces::default();
+        let t = Instant::now();
+        for i in 0..MAX_JOBS + 10 {
+            p.observe(&format!("job-{i}"), 1, t + Duration::from_millis(i as u64));
+        }
+        assert_eq!(p.len(), MAX_JOBS);
+        assert_eq!(p.factor("job-0", 2), 2, "the least recently heard from went first");
+        p.forget(&format!("job-{}", MAX_JOBS + 9));
+        assert_eq!(p.len(), MAX_JOBS - 1);
+    }
+}
