@@ -46,6 +46,8 @@ pub enum Error {
     /// The job did not end as every file failing `empty` must.
     #[error("the job ended {phase} with {failed} of {files} files failed (expected every file failed as empty)")]
     Miscount { phase: String, failed: u64, files: usize },
+    #[error("--store: {0}")]
+    Store(String),
 }
 
 /// `skep-bench e2e` options.
@@ -69,6 +71,13 @@ pub struct E2eOptions {
     /// Longest the run may take, in seconds.
     #[arg(long, default_value_t = 3_600)]
     pub timeout_seconds: u64,
+    /// A MongoDB store instead of a fresh SQLite file:
+    /// `mongodb://HOST:PORT/DATABASE`. The run uses a new database
+    /// `DATABASE_e2e_<unix time>`, dropped after, and a plain driver loop
+    /// inserting as many task documents of the same shape is timed beside
+    /// it (the baseline).
+    #[arg(long, env = "SKEP_BENCH_STORE", hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 impl Default for E2eOptions {
@@ -79,6 +88,7 @@ impl Default for E2eOptions {
             workers: DEFAULT_WORKERS,
             skep: None,
             timeout_seconds: 3_600,
+            store: None,
         }
     }
 }
@@ -109,15 +119,43 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport> {
         ),
     )
     .map_err(|e| io_error(&job, e))?;
+    let mongo = match &opts.store {
+        Some(url) => Some(fresh_database(url)?),
+        None => None,
+    };
+    let store = match &mongo {
+        Some(m) => m.url.clone(),
+        None => format!("sqlite:{}", work.path().join("skep.db").display()),
+    };
     let mut cmd = Command::new(&skep);
-    cmd.arg("run")
-        .arg("-f")
-        .arg(&job)
-        .arg("--store")
-        .arg(format!("sqlite:{}", work.path().join("skep.db").display()))
-        .args(["--workers", &opts.workers.to_string(), "-o", "json", "--quiet"]);
-    eprintln!("e2e: skep run with {} workers…", opts.workers);
-    let ran = run_sampled(cmd, Duration::from_secs(opts.timeout_seconds))?;
+    cmd.arg("run").arg("-f").arg(&job).arg("--store").arg(&store).args([
+        "--workers",
+        &opts.workers.to_string(),
+        "-o",
+        "json",
+        "--quiet",
+    ]);
+    eprintln!(
+        "e2e: skep run with {} workers on {}…",
+        opts.workers,
+        if mongo.is_some() { "MongoDB" } else { "SQLite" }
+    );
+    let ran = run_sampled(cmd, Duration::from_secs(opts.timeout_seconds));
+    let raw = match &mongo {
+        Some(m) => {
+            let raw = ran.as_ref().ok().map(|_| {
+                eprintln!("e2e: a plain driver loop inserting {} task documents…", opts.files);
+                raw_inserts(m, opts.files)
+            });
+            drop_database(m);
+            match raw {
+                Some(r) => Some(r?),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let ran = ran?;
     let job: serde_json::Value = serde_json::from_slice(&ran.stdout).map_err(|e| Error::Failed {
         status: "its output is not the job".into(),
         said: e.to_string(),
@@ -133,8 +171,12 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport> {
     }
     let wall = ran.elapsed.as_secs_f64();
     let files = opts.files as f64;
+    let raw_inserts_per_s = raw.map(|d| files / d.as_secs_f64().max(1e-9));
     Ok(E2eReport {
         bench: "e2e",
+        store: if mongo.is_some() { "mongodb" } else { "sqlite" },
+        raw_inserts_per_s,
+        vs_raw_inserts: raw_inserts_per_s.map(|r| files / wall / r),
         files: opts.files,
         workers: opts.workers,
         wall_s: wall,
@@ -145,6 +187,73 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport> {
         find_s: find.as_secs_f64(),
         find_files_per_s: files / find.as_secs_f64(),
     })
+}
+
+/// The MongoDB database a run uses: the one named in `--store` with a
+/// suffix of its own.
+struct Mongo {
+    url: String,
+    database: String,
+}
+
+/// `mongodb://HOST/DB?OPTS` -> the same with `DB_e2e_<unix time>`.
+fn fresh_database(url: &str) -> Result<Mongo> {
+    let Some(rest) = url.strip_prefix("mongodb://") else {
+        return Err(Error::Store("give a mongodb://HOST:PORT/DATABASE URL".into()));
+    };
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (db, query) = path.split_once('?').map_or((path, None), |(d, q)| (d, Some(q)));
+    let base = if db.is_empty() { "skep" } else { db };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let database = format!("{base}_e2e_{stamp}");
+    let url = match query {
+        Some(q) => format!("mongodb://{hosts}/{database}?{q}"),
+        None => format!("mongodb://{hosts}/{database}"),
+    };
+    Ok(Mongo { url, database })
+}
+
+/// The baseline: a plain driver loop inserting `n` documents shaped as
+/// skep's task documents, 5,000 at a time (the scan's batch), into a
+/// collection with no index but `_id`.
+fn raw_inserts(m: &Mongo, n: usize) -> Result<Duration> {
+    use mongodb::bson::{Document, doc};
+    let store_error = |e: mongodb::error::Error| Error::Store(format!("the plain driver loop: {}", e.kind));
+    tokio::runtime::Handle::current().block_on(async {
+        let client = mongodb::Client::with_uri_str(&m.url).await.map_err(store_error)?;
+        let tasks = client.database(&m.database).collection::<Document>("raw_tasks");
+        let started = Instant::now();
+        let mut i = 0;
+        while i < n {
+            let end = (i + skep::controller::scan::SCAN_BATCH).min(n);
+            let docs: Vec<Document> = (i..end)
+                .map(|k| {
+                    doc! {
+                        "_id": format!("bench:{k}:0"), "job": "bench", "i": k as i64, "p": 0_i64,
+                        "fp": 0_i64, "lp": 0_i64, "span": 1_i64,
+                        "path": format!("d{:03}/f{k:06}.png", k / 1000),
+                        "state": 0_i32, "attempts": 0_i64, "due": 0_i64,
+                    }
+                })
+                .collect();
+            tasks.insert_many(docs).await.map_err(store_error)?;
+            i = end;
+        }
+        Ok(started.elapsed())
+    })
+}
+
+/// Drops the run's database; a failure is only reported.
+fn drop_database(m: &Mongo) {
+    let dropped = tokio::runtime::Handle::current().block_on(async {
+        let client = mongodb::Client::with_uri_str(&m.url).await?;
+        client.database(&m.database).drop().await
+    });
+    if let Err(e) = dropped {
+        eprintln!("e2e: could not drop the database {}: {}", m.database, e.kind);
+    }
 }
 
 /// The `skep` binary given, or the one beside this program.
@@ -262,6 +371,12 @@ fn io_error(path: &Path, source: std::io::Error) -> Error {
 #[derive(Debug, Serialize)]
 pub struct E2eReport {
     pub bench: &'static str,
+    /// `sqlite` or `mongodb`.
+    pub store: &'static str,
+    /// With MongoDB: task documents a plain driver loop inserted per second.
+    pub raw_inserts_per_s: Option<f64>,
+    /// With MongoDB: `skep run`'s files/s over that.
+    pub vs_raw_inserts: Option<f64>,
     pub files: usize,
     pub workers: usize,
     /// `skep run` from start to exit.
@@ -280,14 +395,20 @@ impl fmt::Display for E2eReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "e2e: skep run on {} empty .png files (each fails as empty), {} workers, SQLite, in-process queue",
-            self.files, self.workers
+            "e2e: skep run on {} empty .png files (each fails as empty), {} workers, {}, in-process queue",
+            self.files, self.workers, self.store
         )?;
         writeln!(
             f,
             "  skep run  {:>9.1} s  {:>9.0} files/s  CPU {:.1} s = {:.3} ms/file  peak RSS {:.1} MiB",
             self.wall_s, self.files_per_s, self.cpu_s, self.cpu_ms_per_file, self.peak_rss_mib
         )?;
+        if let (Some(raw), Some(vs)) = (self.raw_inserts_per_s, self.vs_raw_inserts) {
+            writeln!(
+                f,
+                "  a plain driver loop inserting as many task documents: {raw:.0} docs/s; skep run / that: {vs:.3}"
+            )?;
+        }
         write!(
             f,
             "  find      {:>9.3} s  {:>9.0} files/s (the same tree listed)",
@@ -313,6 +434,16 @@ mod tests {
         assert!(read_cpu_ticks(&me).expect("stat") > 0);
         assert!(read_peak_rss(&me).expect("status") > 1_000, "a process is over 1 MiB");
         assert!(clock_ticks() >= 100.0);
+    }
+
+    #[test]
+    fn a_run_gets_a_database_of_its_own() {
+        let m = fresh_database("mongodb://h:1/skep?directConnection=true").expect("url");
+        assert!(m.database.starts_with("skep_e2e_"), "{}", m.database);
+        assert_eq!(m.url, format!("mongodb://h:1/{}?directConnection=true", m.database));
+        let m = fresh_database("mongodb://h:1").expect("no database");
+        assert!(m.url.starts_with("mongodb://h:1/skep_e2e_"), "{}", m.url);
+        assert!(matches!(fresh_database("sqlite:x.db"), Err(Error::Store(_))));
     }
 
     #[test]
