@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 
 use super::landing::JobPaths;
 use super::{Context, Result};
-use crate::store::{LeaseRequest, TaskCounts};
+use crate::store::LeaseRequest;
 
 /// Most tasks published in one reconcile of one job.
 pub const MAX_BATCH: u64 = 2_000;
@@ -90,7 +90,7 @@ pub struct Sent {
 pub async fn dispatch(
     ctx: &Context,
     job: &BulkJob,
-    counts: &TaskCounts,
+    in_flight: u64,
     running: u32,
     pool_jobs: &[BulkJob],
 ) -> Result<Sent> {
@@ -114,10 +114,10 @@ pub async fn dispatch(
     // slow is what renewals are for.
     let lease = lease_ms(job, ctx.cfg.window_factor);
     renew(ctx, job, lease).await?;
-    if counts.in_flight >= window {
+    if in_flight >= window {
         return Ok(Sent::default());
     }
-    let want = (window - counts.in_flight).min(MAX_BATCH);
+    let want = (window - in_flight).min(MAX_BATCH);
     let leased = ctx
         .store_call(ctx.store.lease_tasks(LeaseRequest {
             job_uid: job.uid().to_owned(),

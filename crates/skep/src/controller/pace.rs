@@ -9,6 +9,13 @@
 //! still act within a few files. The average rises at once with a slow
 //! file and falls slowly, so a job whose files turn slow shrinks its
 //! window before it queues much of them.
+//!
+//! It also paces the full counts of a job's tasks: a count that took `d`
+//! is not repeated for [`COUNT_SHARE`] × `d` (at most [`MAX_COUNT_GAP`]),
+//! so counting never takes more than about a tenth of the controller's
+//! time, whatever the store. SQLite keeps its counts as it goes (a count
+//! is a few rows: every reconcile counts); a MongoDB store groups every
+//! task of the job, and is counted less often as the job grows.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,20 +30,39 @@ pub const MAX_WINDOW_FACTOR: u32 = 256;
 const RISE: f64 = 0.5;
 /// ...and of a faster one (a run of fast files is needed to trust them).
 const FALL: f64 = 0.02;
+/// A full count is not repeated for this many times what it took...
+pub const COUNT_SHARE: u32 = 10;
+/// ...nor for longer than this.
+pub const MAX_COUNT_GAP: Duration = Duration::from_secs(10);
 /// Jobs remembered at most (a job is forgotten when it finishes; past
 /// this, the least recently heard from goes).
 const MAX_JOBS: usize = 10_000;
 
 #[derive(Clone, Copy, Debug)]
 struct Pace {
-    /// Moving average of a task's time at a worker, in milliseconds.
-    mean_ms: f64,
+    /// Moving average of a task's time at a worker, in milliseconds; none
+    /// before the first result.
+    mean_ms: Option<f64>,
     /// Results seen in all.
     results: u64,
-    /// When the last result came.
+    /// When the last result came (or the job was first seen).
     heard: Instant,
     /// When the job's leases were last renewed, and `results` then.
     renewed: Option<(Instant, u64)>,
+    /// No full count of the job's tasks before this.
+    count_after: Option<Instant>,
+}
+
+impl Pace {
+    fn new(now: Instant) -> Self {
+        Self {
+            mean_ms: None,
+            results: 0,
+            heard: now,
+            renewed: None,
+            count_after: None,
+        }
+    }
 }
 
 /// Per job (by uid), shared by ingest (which feeds it) and dispatch.
@@ -48,31 +74,49 @@ impl Paces {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The job's entry, made (the least recently heard from going when
+    /// full) where there is none.
+    fn entry<'a>(map: &'a mut HashMap<String, Pace>, job_uid: &str, now: Instant) -> &'a mut Pace {
+        if !map.contains_key(job_uid) {
+            if map.len() >= MAX_JOBS
+                && let Some(oldest) = map.iter().min_by_key(|(_, p)| p.heard).map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+            map.insert(job_uid.to_owned(), Pace::new(now));
+        }
+        map.get_mut(job_uid).expect("just made")
+    }
+
     /// One result of the job's, that took `duration_ms` at its worker.
     pub fn observe(&self, job_uid: &str, duration_ms: u64, now: Instant) {
         let mut map = self.lock();
+        let p = Self::entry(&mut map, job_uid, now);
         let sample = duration_ms as f64;
-        if let Some(p) = map.get_mut(job_uid) {
-            let k = if sample > p.mean_ms { RISE } else { FALL };
-            p.mean_ms += k * (sample - p.mean_ms);
-            p.results += 1;
-            p.heard = now;
-            return;
-        }
-        if map.len() >= MAX_JOBS
-            && let Some(oldest) = map.iter().min_by_key(|(_, p)| p.heard).map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-        map.insert(
-            job_uid.to_owned(),
-            Pace {
-                mean_ms: sample,
-                results: 1,
-                heard: now,
-                renewed: None,
-            },
-        );
+        p.mean_ms = Some(match p.mean_ms {
+            Some(mean) => {
+                let k = if sample > mean { RISE } else { FALL };
+                mean + k * (sample - mean)
+            }
+            None => sample,
+        });
+        p.results += 1;
+        p.heard = now;
+    }
+
+    /// Whether the job's tasks may be counted in full now.
+    pub fn count_due(&self, job_uid: &str, now: Instant) -> bool {
+        self.lock()
+            .get(job_uid)
+            .and_then(|p| p.count_after)
+            .is_none_or(|after| now >= after)
+    }
+
+    /// A full count of the job's tasks ended at `now` after `took`.
+    pub fn counted(&self, job_uid: &str, took: Duration, now: Instant) {
+        let mut map = self.lock();
+        let gap = took.saturating_mul(COUNT_SHARE).min(MAX_COUNT_GAP);
+        Self::entry(&mut map, job_uid, now).count_after = Some(now + gap);
     }
 
     /// Tasks to queue per worker slot for this job: [`WINDOW_TIME`] of its
@@ -81,12 +125,12 @@ impl Paces {
     pub fn factor(&self, job_uid: &str, floor: u32) -> u32 {
         let floor = floor.max(1);
         let ceiling = MAX_WINDOW_FACTOR.max(floor);
-        let Some(p) = self.lock().get(job_uid).copied() else {
+        let Some(mean) = self.lock().get(job_uid).and_then(|p| p.mean_ms) else {
             return floor;
         };
         // NB: a task under a millisecond counts as one: the controller's
         // own round trip is the limit there.
-        let per_task = p.mean_ms.max(1.0);
+        let per_task = mean.max(1.0);
         let fits = WINDOW_TIME.as_millis() as f64 / per_task;
         (fits.floor() as u32).clamp(floor, ceiling)
     }
@@ -96,7 +140,7 @@ impl Paces {
     /// renewed when it says yes.
     pub fn renewal_due(&self, job_uid: &str, every: Duration, now: Instant) -> bool {
         let mut map = self.lock();
-        let Some(p) = map.get_mut(job_uid) else {
+        let Some(p) = map.get_mut(job_uid).filter(|p| p.results > 0) else {
             return false;
         };
         let due = match p.renewed {
@@ -189,6 +233,28 @@ mod tests {
             p.renewal_due("a", every, t + Duration::from_secs(31)),
             "a failed renewal is tried again"
         );
+    }
+
+    #[test]
+    fn full_counts_take_at_most_a_tenth_of_the_time() {
+        let p = Paces::default();
+        let t = Instant::now();
+        assert!(p.count_due("a", t), "never counted: due");
+        p.counted("a", Duration::from_micros(50), t);
+        assert!(
+            p.count_due("a", t + Duration::from_millis(1)),
+            "a cheap count: due again at once"
+        );
+        p.counted("a", Duration::from_millis(200), t);
+        assert!(
+            !p.count_due("a", t + Duration::from_secs(1)),
+            "a count of 200 ms: not within 2 s"
+        );
+        assert!(p.count_due("a", t + Duration::from_secs(2)));
+        p.counted("a", Duration::from_secs(60), t);
+        assert!(p.count_due("a", t + MAX_COUNT_GAP), "never more than the longest gap");
+        assert_eq!(p.factor("a", 2), 2, "counting says nothing of the pace");
+        assert!(!p.renewal_due("a", Duration::ZERO, t), "nor asks for renewals");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `spec.suspend`. A finished job is not restarted by a spec change: delete
 //! it and apply it again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use skep_api::{BulkJob, BulkJobStatus, ConditionStatus, FileCounts, Phase, RETRY_ANNOTATION, condition};
@@ -99,17 +99,28 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         }
     }
     assemble::assemble_ready(ctx, job).await?;
-    let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
-    status.files = counts.files;
-    status.pages = counts.pages;
-    if let Some(msg) = failure_policy_exceeded(job, &counts.files) {
-        return finish(ctx, job, status, Phase::Failed, "TooManyFailures", msg, now).await;
-    }
-    if counts.files.remaining() == 0 {
-        let f = counts.files;
-        let msg = format!("{} of {} files succeeded", f.succeeded, f.total);
-        return finish(ctx, job, status, Phase::Succeeded, "AllFilesDone", msg, now).await;
-    }
+    // NB: a full count when it is cheap enough ([`pace`]); between two,
+    // the status keeps the last count (moved by what was dispatched since)
+    // and only the dispatched tasks are counted, for the window. A job
+    // ends or fails only on a full count.
+    let in_flight = if ctx.paces.count_due(job.uid(), Instant::now()) {
+        let started = Instant::now();
+        let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
+        ctx.paces.counted(job.uid(), started.elapsed(), Instant::now());
+        status.files = counts.files;
+        status.pages = counts.pages;
+        if let Some(msg) = failure_policy_exceeded(job, &counts.files) {
+            return finish(ctx, job, status, Phase::Failed, "TooManyFailures", msg, now).await;
+        }
+        if counts.files.remaining() == 0 {
+            let f = counts.files;
+            let msg = format!("{} of {} files succeeded", f.succeeded, f.total);
+            return finish(ctx, job, status, Phase::Succeeded, "AllFilesDone", msg, now).await;
+        }
+        counts.in_flight
+    } else {
+        ctx.store_call(ctx.store.count_in_flight(job.uid())).await?
+    };
     let pool_state = ctx.runtime_call(ctx.runtime.observe(&spec.scaling.pool)).await?;
     status.replicas.running = pool_state.running;
     merge_nodes(&mut status.nodes_used, &pool_state.nodes);
@@ -131,7 +142,7 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
     status.phase = Phase::Running;
     // NB: work is counted in pages (a file not opened yet is one page), so
     // that one long document asks for as many workers as its pages need.
-    let work = counts.files.remaining().max(counts.pages.remaining());
+    let work = status.files.remaining().max(status.pages.remaining());
     status.replicas.desired = scaling::job_demand(work, &spec.scaling);
     let pool_jobs: Vec<BulkJob> = ctx
         .store_call(ctx.store.list_jobs())
@@ -139,7 +150,7 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         .into_iter()
         .filter(|j| j.spec.scaling.pool == spec.scaling.pool)
         .collect();
-    let sent = dispatch::dispatch(ctx, job, &counts, pool_state.running, &pool_jobs).await?;
+    let sent = dispatch::dispatch(ctx, job, in_flight, pool_state.running, &pool_jobs).await?;
     if sent.exhausted > 0 {
         let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
         status.files = counts.files;

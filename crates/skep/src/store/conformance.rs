@@ -715,6 +715,9 @@ pub async fn renewed_leases(s: &dyn Store) {
     s.insert_tasks(&ub, tasks(1)).await.expect("insert b");
     assert_eq!(s.lease_tasks(lease(&ua, 2, 0)).await.expect("lease a").tasks.len(), 2);
     assert_eq!(s.lease_tasks(lease(&ub, 1, 0)).await.expect("lease b").tasks.len(), 1);
+    assert_eq!(s.count_in_flight(&ua).await.expect("in flight"), 2);
+    assert_eq!(s.count_in_flight(&ub).await.expect("in flight"), 1);
+    assert_eq!(s.task_counts(&ua).await.expect("counts").in_flight, 2);
     assert_eq!(s.renew_leases(&ua, 5_000).await.expect("renew"), 2);
     assert_eq!(
         s.renew_leases(&ua, 3_000).await.expect("renew earlier"),
@@ -730,6 +733,7 @@ pub async fn renewed_leases(s: &dyn Store) {
         "a pending task is not leased by a renewal"
     );
     let later = s.lease_tasks(lease(&ua, 5, 2_000)).await.expect("lease a later");
+    assert_eq!(s.count_in_flight(&ua).await.expect("in flight"), 3);
     assert_eq!(
         later.tasks.iter().map(|t| (t.index, t.attempts)).collect::<Vec<_>>(),
         vec![(2, 1)],

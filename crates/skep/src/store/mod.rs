@@ -440,6 +440,9 @@ pub trait Store: Send + Sync + 'static {
     /// no result, so that it is dispatched again. Returns how many.
     async fn retry_failed(&self, job_uid: &str) -> Result<u64>;
     async fn task_counts(&self, job_uid: &str) -> Result<TaskCounts>;
+    /// `task_counts(job_uid).in_flight` alone, for less: the dispatched
+    /// tasks only.
+    async fn count_in_flight(&self, job_uid: &str) -> Result<u64>;
     /// The file `index` (part 0).
     async fn get_task(&self, job_uid: &str, index: u64) -> Result<Option<TaskRecord>>;
     /// Files (part 0) in index order, after `after` (exclusive).

@@ -1494,6 +1494,22 @@ impl Store for MongoStore {
         Ok(applied)
     }
 
+    async fn count_in_flight(&self, job_uid: &str) -> Result<u64> {
+        // NB: a `$match` on a prefix of the (job, state, due, i) index and a
+        // plain `$group`, not `count_documents`: nx-27017 (CI's server)
+        // answers that in 700 ms for 20k tasks, this in 3 ms.
+        let rows = self
+            .aggregate(
+                "count dispatched tasks",
+                vec![
+                    doc! { "$match": { "job": job_uid, "state": DISPATCHED } },
+                    doc! { "$group": { "_id": null, "n": { "$sum": 1 } } },
+                ],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| number(r, "n")).unwrap_or(0).max(0) as u64)
+    }
+
     async fn task_counts(&self, job_uid: &str) -> Result<TaskCounts> {
         // NB: three plain `$group`s rather than one with `$cond`, which not
         // every server that speaks the wire protocol evaluates.

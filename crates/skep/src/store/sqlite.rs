@@ -1067,6 +1067,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_in_flight(&self, job_uid: &str) -> Result<u64> {
+        let uid = job_uid.to_owned();
+        self.call(move |c| {
+            c.prepare_cached("SELECT COALESCE(SUM(n), 0) FROM task_tally WHERE job_uid = ?1 AND state = ?2")
+                .map_err(db)?
+                .query_row(params![uid, DISPATCHED], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(db)
+        })
+        .await
+    }
+
     async fn get_task(&self, job_uid: &str, index: u64) -> Result<Option<TaskRecord>> {
         let uid = job_uid.to_owned();
         self.call(move |c| {
