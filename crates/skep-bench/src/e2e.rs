@@ -109,16 +109,7 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport> {
     eprintln!("e2e: find listed them in {:.3} s", find.as_secs_f64());
 
     let job = work.path().join("job.yaml");
-    let out = work.path().join("out");
-    std::fs::write(
-        &job,
-        format!(
-            "apiVersion: skep.dev/v1\nkind: BulkJob\nmetadata:\n  name: e2e-bench\nspec:\n  source:\n    path: {}\n  output:\n    path: {}\n    formats: [txt]\n",
-            serde_json::to_string(&dir.display().to_string()).unwrap_or_default(),
-            serde_json::to_string(&out.display().to_string()).unwrap_or_default(),
-        ),
-    )
-    .map_err(|e| io_error(&job, e))?;
+    write_job(&job, "e2e-bench", &dir, &work.path().join("out"), "")?;
     let mongo = match &opts.store {
         Some(url) => Some(fresh_database(url)?),
         None => None,
@@ -127,20 +118,18 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport> {
         Some(m) => m.url.clone(),
         None => format!("sqlite:{}", work.path().join("skep.db").display()),
     };
-    let mut cmd = Command::new(&skep);
-    cmd.arg("run").arg("-f").arg(&job).arg("--store").arg(&store).args([
-        "--workers",
-        &opts.workers.to_string(),
-        "-o",
-        "json",
-        "--quiet",
-    ]);
     eprintln!(
         "e2e: skep run with {} workers on {}…",
         opts.workers,
         if mongo.is_some() { "MongoDB" } else { "SQLite" }
     );
-    let ran = run_sampled(cmd, Duration::from_secs(opts.timeout_seconds));
+    let ran = run_job(
+        &skep,
+        &job,
+        &store,
+        opts.workers,
+        Duration::from_secs(opts.timeout_seconds),
+    );
     let raw = match &mongo {
         Some(m) => {
             let raw = ran.as_ref().ok().map(|_| {
@@ -155,11 +144,7 @@ pub fn run(opts: &E2eOptions) -> Result<E2eReport> {
         }
         None => None,
     };
-    let ran = ran?;
-    let job: serde_json::Value = serde_json::from_slice(&ran.stdout).map_err(|e| Error::Failed {
-        status: "its output is not the job".into(),
-        said: e.to_string(),
-    })?;
+    let (ran, job) = ran?;
     let phase = job["status"]["phase"].as_str().unwrap_or("").to_owned();
     let failed = job["status"]["files"]["failed"].as_u64().unwrap_or(0);
     if phase != "Succeeded" || failed != opts.files as u64 {
@@ -262,6 +247,44 @@ pub(crate) fn locate_skep(given: Option<&Path>) -> Result<PathBuf> {
         let shown = given.map_or_else(|| PathBuf::from("target/release/skep"), Path::to_path_buf);
         Error::NoSkep(shown.display().to_string())
     })
+}
+
+/// Writes the job of a bench run: `name`, reading `source` and writing
+/// text to `out`, with `extra` (more lines of its spec, indented by two)
+/// appended.
+pub(crate) fn write_job(path: &Path, name: &str, source: &Path, out: &Path, extra: &str) -> Result<()> {
+    let quoted = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap_or_default();
+    let yaml = format!(
+        "apiVersion: skep.dev/v1\nkind: BulkJob\nmetadata:\n  name: {name}\nspec:\n  source:\n    path: {}\n  output:\n    path: {}\n    formats: [txt]\n{extra}",
+        quoted(source),
+        quoted(out),
+    );
+    std::fs::write(path, yaml).map_err(|e| io_error(path, e))
+}
+
+/// `skep run` of the job at `job` on `store` with `workers` local workers,
+/// sampled (killed after `limit`); the job as it printed it at the end.
+pub(crate) fn run_job(
+    skep: &Path,
+    job: &Path,
+    store: &str,
+    workers: usize,
+    limit: Duration,
+) -> Result<(Sampled, serde_json::Value)> {
+    let mut cmd = Command::new(skep);
+    cmd.arg("run").arg("-f").arg(job).arg("--store").arg(store).args([
+        "--workers",
+        &workers.to_string(),
+        "-o",
+        "json",
+        "--quiet",
+    ]);
+    let ran = run_sampled(cmd, limit)?;
+    let printed = serde_json::from_slice(&ran.stdout).map_err(|e| Error::Failed {
+        status: "its output is not the job".into(),
+        said: e.to_string(),
+    })?;
+    Ok((ran, printed))
 }
 
 /// What a sampled run left.

@@ -15,7 +15,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use clap::builder::RangedU64ValueParser;
 use serde::Serialize;
 use skep_testkit::{CorpusOptions, PageSize};
 
-use crate::e2e::{self, run_sampled};
+use crate::e2e;
 use crate::ocr::{self, Corpus, Page, Settings};
 use crate::report::{Goal, RatioGoal};
 use crate::stats::{Rate, Samples, ratio};
@@ -180,28 +179,19 @@ fn skep_run_once(
         "{}.db",
         out.file_name().and_then(|n| n.to_str()).unwrap_or("skep")
     ));
-    std::fs::write(
+    let extra = format!(
+        "  engine:\n    pageSegMode: {}\n  scaling:\n    filesPerWorker: 1\n",
+        ocr::DEFAULT_PSM
+    );
+    e2e::write_job(&job, "e2e-pages", source, out, &extra)?;
+    let store = format!("sqlite:{}", db.display());
+    let (ran, status) = e2e::run_job(
+        skep,
         &job,
-        format!(
-            "apiVersion: skep.dev/v1\nkind: BulkJob\nmetadata:\n  name: e2e-pages\nspec:\n  source:\n    path: {}\n  output:\n    path: {}\n    formats: [txt]\n  engine:\n    pageSegMode: {}\n  scaling:\n    filesPerWorker: 1\n",
-            serde_json::to_string(&source.display().to_string()).unwrap_or_default(),
-            serde_json::to_string(&out.display().to_string()).unwrap_or_default(),
-            ocr::DEFAULT_PSM,
-        ),
-    )
-    .map_err(|e| io_error(&job, e))?;
-    let mut cmd = Command::new(skep);
-    cmd.arg("run")
-        .arg("-f")
-        .arg(&job)
-        .arg("--store")
-        .arg(format!("sqlite:{}", db.display()))
-        .args(["--workers", &opts.workers.to_string(), "-o", "json", "--quiet"]);
-    let ran = run_sampled(cmd, Duration::from_secs(opts.timeout_seconds))?;
-    let status: serde_json::Value = serde_json::from_slice(&ran.stdout).map_err(|e| e2e::Error::Failed {
-        status: "its output is not the job".into(),
-        said: e.to_string(),
-    })?;
+        &store,
+        opts.workers,
+        Duration::from_secs(opts.timeout_seconds),
+    )?;
     let phase = status["status"]["phase"].as_str().unwrap_or("").to_owned();
     let succeeded = status["status"]["files"]["succeeded"].as_u64().unwrap_or(0);
     if phase != "Succeeded" || succeeded != pages as u64 {

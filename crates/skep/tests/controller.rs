@@ -282,3 +282,73 @@ async fn a_deposed_leader_is_fenced_off_and_steps_down_at_its_first_write() {
     h.stop.cancel();
     h.runtime.inner.shutdown().await;
 }
+
+/// A scan writes how many files it has found so far while it runs (here at
+/// every batch of 5,000), so that a big folder shows from the first
+/// second (and once more after the last, shorter batch). Every status write is caught by a SQLite trigger the test adds
+/// to the store's own file, so nothing depends on polling fast enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_shows_what_it_has_found_while_it_runs() {
+    const FILES: usize = 12_000;
+    let h = Harness::start_with(1, 1, |cfg| cfg.scan_progress_every = Duration::ZERO).await;
+    let many = h.ws.path().join("many");
+    for d in 0..12 {
+        let dir = many.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..FILES / 12 {
+            std::fs::write(dir.join(format!("{f:04}.png")), b"").expect("file");
+        }
+    }
+    let db = rusqlite::Connection::open(h.ws.path().join("skep.db")).expect("open the store's file");
+    db.busy_timeout(Duration::from_secs(30)).expect("busy timeout");
+    db.execute_batch(
+        "CREATE TABLE status_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
+         CREATE TRIGGER log_status AFTER UPDATE OF doc ON jobs BEGIN
+             INSERT INTO status_log (doc) VALUES (new.doc);
+         END;",
+    )
+    .expect("trigger");
+    let mut job = h.job("big-scan");
+    job.spec.source.path = many.to_string_lossy().into_owned();
+    h.store.apply_job(job).await.expect("apply");
+    h.wait_for("big-scan", "the scan's end", |j| {
+        j.status().is_true(skep_api::condition::SCANNED)
+    })
+    .await;
+    let written: Vec<(String, String, u64)> = {
+        let mut q = db.prepare("SELECT doc FROM status_log ORDER BY seq").expect("query");
+        q.query_map([], |r| r.get::<_, String>(0))
+            .expect("rows")
+            .map(|doc| {
+                let job: BulkJob = serde_json::from_str(&doc.expect("row")).expect("job");
+                let s = job.status();
+                let scanned = s
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == skep_api::condition::SCANNED)
+                    .map(|c| (format!("{:?}", c.status), c.reason.clone()));
+                let (status, reason) = scanned.unwrap_or_default();
+                (status, reason, s.files.total)
+            })
+            .filter(|(_, reason, _)| !reason.is_empty())
+            .collect()
+    };
+    h.stop().await;
+    let scanning: Vec<u64> = written
+        .iter()
+        .take_while(|(_, reason, _)| reason == "Scanning")
+        .map(|(_, _, total)| *total)
+        .collect();
+    assert_eq!(
+        scanning,
+        vec![5_000, 10_000, 12_000],
+        "found so far, in order: {written:?}"
+    );
+    assert_eq!(
+        written
+            .get(scanning.len())
+            .map(|(s, r, t)| (s.as_str(), r.as_str(), *t)),
+        Some(("True", "Scanned", FILES as u64)),
+        "then the scan's end: {written:?}"
+    );
+}

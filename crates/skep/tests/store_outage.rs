@@ -1,6 +1,6 @@
-//! The store goes away for a minute in the middle of a job: the controller
-//! binary must not end (it steps down and leads again), and the job must
-//! finish with one result per file. The store is a MongoDB wire server of
+//! The store goes away for a minute in the middle of a job: neither the
+//! controller binary nor `skep run` may end (each steps down and leads
+//! again), and the job must finish with one result per file. The store is a MongoDB wire server of
 //! this test's own (nx-27017 through `scripts/mongo-test-server.sh`, with
 //! its data kept across the stop), so that stopping it disturbs no other
 //! test.
@@ -71,8 +71,26 @@ fn status(ws: &Workspace, store: &str) -> Option<serde_json::Value> {
     Some(v["status"].clone())
 }
 
+/// Which program runs the job through the outage.
+#[derive(Clone, Copy, PartialEq)]
+enum Runner {
+    /// `skep apply`, then `skep controller` with one local worker.
+    Controller,
+    /// `skep run` with one local worker, which applies the job itself.
+    Run,
+}
+
 #[test]
 fn the_controller_outlives_a_minute_without_its_store_and_loses_nothing() {
+    outlive_an_outage(Runner::Controller);
+}
+
+#[test]
+fn skep_run_outlives_a_minute_without_its_store_and_loses_nothing() {
+    outlive_an_outage(Runner::Run);
+}
+
+fn outlive_an_outage(runner: Runner) {
     if std::env::var("SKEP_TEST_NX_URI").map_or(true, |v| v.trim().is_empty()) {
         assert_ne!(
             std::env::var("CI").as_deref(),
@@ -95,30 +113,38 @@ fn the_controller_outlives_a_minute_without_its_store_and_loses_nothing() {
     let uri = server("start", &nx, Some(port));
     let store = format!("{uri}/skep_outage");
     let job = ws.job("outage", "  scaling:\n    filesPerWorker: 10\n");
-    let applied = ws
-        .skep()
-        .env("SKEP_STORE", &store)
-        .args(["apply", "-f", job.to_str().expect("utf-8")])
-        .output()
-        .expect("apply");
-    assert!(applied.status.success(), "{}", text(&applied));
-
+    let job = job.to_str().expect("utf-8");
     let log = ws.path().join("controller.log");
-    let child = ws
-        .skep()
-        .env("SKEP_STORE", &store)
-        .env("SKEP_LOG", "info")
-        .args([
-            "controller",
-            "--workers",
-            "1",
-            "--allow-path",
-            ws.path().to_str().expect("utf-8"),
-        ])
-        .stdout(Stdio::null())
+    let printed = ws.path().join("run.json");
+    let mut cmd = ws.skep();
+    cmd.env("SKEP_STORE", &store).env("SKEP_LOG", "info");
+    match runner {
+        Runner::Controller => {
+            let applied = ws
+                .skep()
+                .env("SKEP_STORE", &store)
+                .args(["apply", "-f", job])
+                .output()
+                .expect("apply");
+            assert!(applied.status.success(), "{}", text(&applied));
+            cmd.args([
+                "controller",
+                "--workers",
+                "1",
+                "--allow-path",
+                ws.path().to_str().expect("utf-8"),
+            ])
+            .stdout(Stdio::null());
+        }
+        Runner::Run => {
+            cmd.args(["run", "-f", job, "--workers", "1", "-o", "json", "--quiet"])
+                .stdout(std::fs::File::create(&printed).expect("stdout file"));
+        }
+    }
+    let child = cmd
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
-        .expect("controller");
+        .expect("skep");
     guard.child = Some(child);
     let child = guard.child.as_mut().expect("child");
 
@@ -136,11 +162,7 @@ fn the_controller_outlives_a_minute_without_its_store_and_loses_nothing() {
     server("stop", &nx, None);
     let down = Instant::now();
     while down.elapsed() < OUTAGE {
-        assert!(
-            alive(child),
-            "the controller ended during the outage; its log:\n{}",
-            tail(&log)
-        );
+        assert!(alive(child), "skep ended during the outage; its log:\n{}", tail(&log));
         std::thread::sleep(Duration::from_secs(1));
     }
     server("start", &nx, Some(port));
@@ -148,22 +170,33 @@ fn the_controller_outlives_a_minute_without_its_store_and_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(240);
     let s = loop {
         assert!(
-            alive(child),
-            "the controller ended after the outage; its log:\n{}",
-            tail(&log)
-        );
-        assert!(
             Instant::now() < deadline,
             "the job did not finish after the outage; log:\n{}",
             tail(&log)
         );
-        if let Some(s) = status(&ws, &store)
-            && s["phase"] == "Succeeded"
-        {
-            break s;
+        if runner == Runner::Run {
+            // NB: `skep run` ends with the job; what it printed is the job.
+            if let Some(exit) = child.try_wait().expect("try_wait") {
+                assert!(exit.success(), "skep run: {exit}; its log:\n{}", tail(&log));
+                let job: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&printed).expect("printed")).expect("the job as JSON");
+                break job["status"].clone();
+            }
+        } else {
+            assert!(
+                alive(child),
+                "the controller ended after the outage; its log:\n{}",
+                tail(&log)
+            );
+            if let Some(s) = status(&ws, &store)
+                && s["phase"] == "Succeeded"
+            {
+                break s;
+            }
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    assert_eq!(s["phase"], "Succeeded", "{s}");
     assert_eq!(s["files"]["succeeded"], PAGES, "{s}");
     let lines = results(&ws.output("outage"));
     let mut paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().expect("path")).collect();
@@ -175,11 +208,11 @@ fn the_controller_outlives_a_minute_without_its_store_and_loses_nothing() {
         .lines()
         .filter(|l| l.contains("lease") || l.contains("stand") || l.contains("stepped"))
     {
-        eprintln!("controller: {l}");
+        eprintln!("skep: {l}");
     }
     assert!(
         logged.contains("stepped down") || logged.contains("standing by to lead again"),
-        "the controller stepped down during the outage; log:\n{}",
+        "skep stepped down during the outage; log:\n{}",
         tail(&log)
     );
 }

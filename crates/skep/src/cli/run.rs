@@ -93,14 +93,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
     // `stop_in_order`.
     let ctl_stop = CancellationToken::new();
     let queue = parts.queue.clone();
-    let started = tokio::select! {
-        s = Controller::start(parts.store, parts.queue, runtime, cfg, ctl_stop.clone(), lease_waiter) => s?,
-        _ = shutdown.cancelled() => None,
-    };
-    let Some(controller) = started else {
-        return Ok(exit::INTERRUPTED);
-    };
-    let controller = tokio::spawn(controller.wait());
+    let controller = tokio::spawn(lead(parts.store, parts.queue, runtime, cfg, ctl_stop.clone()));
 
     let outcome = watch_progress(store.as_ref(), &name, args.quiet, &shutdown, &controller).await;
     shutdown.cancel();
@@ -116,6 +109,65 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
         None => {
             eprintln!("interrupted; run the same command again to resume {name}");
             Ok(exit::INTERRUPTED)
+        }
+    }
+}
+
+/// How long `skep run` waits for a store out of reach (its progress reads
+/// failing, its controller unable to lead) before it gives up.
+const STORE_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Runs the controller of `skep run` until `stop`, as `skep controller`
+/// does: a lease lost while the job runs (a store too slow to renew it in
+/// time, seen with a MongoDB wire server at full load; a store out of
+/// reach; another controller) is taken again once it can be, while the
+/// local workers go on, and the in-process queue still holds what was
+/// dispatched. It gives up after [`STORE_PATIENCE`] of failures with no
+/// term of leadership in between.
+async fn lead(
+    store: Arc<dyn Store>,
+    queue: Arc<dyn TaskQueue>,
+    runtime: Arc<dyn Runtime>,
+    mut cfg: ControllerConfig,
+    stop: CancellationToken,
+) -> crate::controller::Result<()> {
+    let mut led = false;
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    loop {
+        cfg.redispatch_lost_tasks = !led;
+        let started = Controller::start(
+            store.clone(),
+            queue.clone(),
+            runtime.clone(),
+            cfg.clone(),
+            stop.clone(),
+            lease_waiter,
+        )
+        .await;
+        let res = match started {
+            Ok(None) => return Ok(()),
+            Ok(Some(c)) => {
+                led = true;
+                failing_since = None;
+                c.wait().await
+            }
+            Err(e) => Err(e),
+        };
+        match res {
+            Err(e) if !stop.is_cancelled() => {
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= STORE_PATIENCE {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "the controller stepped down; leading again once it can");
+                if !matches!(e, crate::controller::Error::LeaseLost(_)) {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+            other => return other,
         }
     }
 }
@@ -197,30 +249,64 @@ async fn watch_progress(
     bar.set_message("scanning");
     bar.enable_steady_tick(Duration::from_millis(200));
     let mut last_log = tokio::time::Instant::now();
+    let mut unreachable_since: Option<tokio::time::Instant> = None;
     loop {
         if shutdown.is_cancelled() || controller.is_finished() {
             bar.abandon();
             return Ok(None);
         }
-        let Some(job) = store.get_job(name).await? else {
+        // NB: a store out of reach for a while is waited for, as the
+        // controller waits for it (see `lead`).
+        let read = match store.get_job(name).await {
+            Ok(read) => {
+                unreachable_since = None;
+                read
+            }
+            Err(e) => {
+                let since = *unreachable_since.get_or_insert_with(|| {
+                    if !quiet {
+                        bar.suspend(|| eprintln!("{name}: the store is out of reach ({e}); waiting for it"));
+                    }
+                    tokio::time::Instant::now()
+                });
+                if since.elapsed() >= STORE_PATIENCE {
+                    bar.abandon();
+                    return Err(e.into());
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            }
+        };
+        let Some(job) = read else {
             bar.abandon();
             return Err(CliError::failed(format!("{name} was deleted while it ran")));
         };
         let s = job.status();
         // NB: the bar and its ETA count pages (a file not opened yet is one
         // page): one long document is most of a job's work.
+        let scanning = !s.is_true(skep_api::condition::SCANNED);
         if s.files.total > 0 {
             bar.set_length(s.pages.total.max(s.files.total));
             bar.set_position(s.pages.done);
-            bar.set_message(format!(
-                "{}/{} files, {} failed, {} workers",
-                s.files.finished(),
-                s.files.total,
-                s.files.failed,
-                s.replicas.running
-            ));
+            bar.set_message(if scanning {
+                format!("scanning: {} files found so far", s.files.total)
+            } else {
+                format!(
+                    "{}/{} files, {} failed, {} workers",
+                    s.files.finished(),
+                    s.files.total,
+                    s.files.failed,
+                    s.replicas.running
+                )
+            });
         }
-        if !quiet && !tty && last_log.elapsed() >= LOG_EVERY {
+        if !quiet && !tty && last_log.elapsed() >= LOG_EVERY && scanning {
+            eprintln!("{name}: scanning, {} files found so far", s.files.total);
+            last_log = tokio::time::Instant::now();
+        } else if !quiet && !tty && last_log.elapsed() >= LOG_EVERY {
             eprintln!(
                 "{name}: {} {}/{} files done ({}/{} pages), {} failed, {} workers",
                 s.phase,

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use skep_api::{BulkJob, ObjectUrl, Phase, TaskMessage, WIRE_VERSION, task_topic};
+use skep_api::{BulkJob, ObjectUrl, TaskMessage, WIRE_VERSION, task_topic};
 use tracing::{debug, warn};
 
 use super::landing::JobPaths;
@@ -78,22 +78,15 @@ pub fn renew_every(lease_ms: i64) -> Duration {
 /// What one dispatch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sent {
-    /// Tasks published (files and page ranges).
-    pub tasks: u64,
-    /// Of them, whole files (part 0).
+    /// Whole files (part 0) published; page ranges are not counted.
     pub files: u64,
     /// Tasks the lease failed as `attemptsExceeded` instead.
     pub exhausted: u64,
 }
 
-/// Leases and publishes up to this job's window.
-pub async fn dispatch(
-    ctx: &Context,
-    job: &BulkJob,
-    in_flight: u64,
-    running: u32,
-    pool_jobs: &[BulkJob],
-) -> Result<Sent> {
+/// Leases and publishes up to this job's window, which it shares with the
+/// pool's other running jobs (`competing`: their summed [`weight`]).
+pub async fn dispatch(ctx: &Context, job: &BulkJob, in_flight: u64, running: u32, competing: f64) -> Result<Sent> {
     // NB: the slots of the workers beating on the pool, where they are more
     // than the runtime's replicas hold: workers started elsewhere (or with
     // more slots than the runtime assumes) get a window of their size.
@@ -104,11 +97,8 @@ pub async fn dispatch(
         .live(&job.spec.scaling.pool, Utc::now().timestamp_millis());
     let factor = ctx.paces.factor(job.uid(), ctx.cfg.window_factor);
     let pool_window = replica_slots.max(live.slots) * u64::from(factor);
-    let competing = pool_jobs
-        .iter()
-        .filter(|j| j.uid() != job.uid() && j.status().phase == Phase::Running && !j.spec.suspend && !j.is_deleting());
     let mine = weight(job);
-    let total = mine + competing.map(weight).sum::<f64>();
+    let total = mine + competing;
     let window = window(pool_window, mine, total);
     // NB: before the window is found full: a full window of tasks turned
     // slow is what renewals are for.
@@ -208,11 +198,7 @@ pub async fn dispatch(
         return Err(e);
     }
     debug!(job = job.name(), n, window, "dispatched");
-    Ok(Sent {
-        tasks: n,
-        files,
-        exhausted,
-    })
+    Ok(Sent { files, exhausted })
 }
 
 /// Renews the job's leases when its results came since the last renewal

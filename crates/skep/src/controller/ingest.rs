@@ -321,6 +321,10 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
             .iter()
             .map(|u| matches!(u.transition, Transition::Succeed { .. }) && u.part == 0)
             .collect();
+        let split: Vec<bool> = updates
+            .iter()
+            .map(|u| matches!(u.transition, Transition::Split { .. }))
+            .collect();
         let applied = ctx.store_call(ctx.store.apply_updates(updates)).await?;
         for ((outcome, reason), _) in kinds
             .iter()
@@ -331,8 +335,11 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
             ctx.cfg.metrics.record_result(outcome, reason);
         }
         let heard = std::time::Instant::now();
-        for ((uid, ms), _) in timed.iter().zip(&applied).filter(|(_, a)| **a) {
+        for (((uid, ms), _), split) in timed.iter().zip(&applied).zip(&split).filter(|((_, a), _)| **a) {
             ctx.paces.observe(uid, *ms, heard);
+            if *split {
+                ctx.paces.split_applied(uid, heard);
+            }
         }
         let ignored = applied.iter().filter(|a| !**a).count();
         if ignored > 0 {

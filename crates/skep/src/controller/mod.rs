@@ -8,6 +8,7 @@
 
 mod assemble;
 pub mod backoff;
+mod cache;
 mod dispatch;
 mod finalizer;
 mod ingest;
@@ -94,6 +95,9 @@ pub struct ControllerConfig {
     /// The workers heard from (their heartbeats), shared with the HTTP
     /// server's `/api/workers`.
     pub workers: workers::Registry,
+    /// A scan writes how many files it has found so far at most this often
+    /// ([`scan::ScanProgress`]).
+    pub scan_progress_every: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -114,6 +118,7 @@ impl Default for ControllerConfig {
             file_urls: None,
             objects: crate::objects::ObjectStores::none(),
             workers: workers::Registry::new(),
+            scan_progress_every: scan::SCAN_PROGRESS_EVERY,
         }
     }
 }
@@ -211,6 +216,9 @@ pub struct Context {
     backoffs: Mutex<HashMap<Key, Backoff>>,
     pool_changes: Mutex<HashMap<String, Instant>>,
     jobs_by_uid: ingest::JobIndex,
+    /// Every job as last read or written, for what a reconcile needs of
+    /// the others.
+    jobs: cache::JobCache,
     /// Each job's task times, which size its dispatch window.
     paces: pace::Paces,
     /// Cancelled when the store refused a write by its fence; who holds
@@ -343,10 +351,18 @@ impl Controller {
             backoffs: Mutex::new(HashMap::new()),
             pool_changes: Mutex::new(HashMap::new()),
             jobs_by_uid: ingest::JobIndex::default(),
+            jobs: cache::JobCache::default(),
             paces: pace::Paces::default(),
             deposed: CancellationToken::new(),
             deposed_by: Mutex::new(String::new()),
         });
+        // NB: the job cache is filled before anything reconciles: a pool
+        // reconciled from a partial cache would see too little demand.
+        let mark = ctx.jobs.mark();
+        let jobs = tokio::time::timeout(CALL_TIMEOUT, ctx.store.list_jobs())
+            .await
+            .map_err(|_| Error::Timeout("store"))??;
+        ctx.jobs.replace(mark, jobs);
         ctx.cfg.metrics.set_leader(true);
         let mut tasks = JoinSet::new();
         tasks.spawn(lease::hold(ctx.clone(), lease.generation, stop.clone()).instrument(info_span!("lease")));
@@ -475,14 +491,7 @@ async fn runtime_events(
         {
             batch.push(ev);
         }
-        let jobs = match ctx.store_call(ctx.store.list_jobs()).await {
-            Ok(jobs) => jobs,
-            Err(error) => {
-                warn!(%error, "runtime events: could not list jobs; the resync will catch up");
-                continue;
-            }
-        };
-        let in_use: std::collections::BTreeSet<String> = jobs.into_iter().map(|j| j.spec.scaling.pool).collect();
+        let in_use = ctx.jobs.pools();
         let everything = batch
             .iter()
             .any(|e| matches!(e, RuntimeEvent::Nodes | RuntimeEvent::Resync));
@@ -497,26 +506,23 @@ async fn runtime_events(
 /// How often the job and queue gauges are refreshed.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-/// Refreshes the gauges that describe the store and the queues (jobs by
+/// Refreshes the gauges that describe the jobs and the queues (jobs by
 /// phase, files of unfinished jobs, queue depth per pool) every
-/// [`SAMPLE_EVERY`]. A failed read leaves the last values and is logged.
+/// [`SAMPLE_EVERY`], from the job cache (a listing every few seconds cost
+/// as much as the jobs are many). A failed queue read leaves its last
+/// values.
 async fn sample(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
     loop {
-        match ctx.store_call(ctx.store.list_jobs()).await {
-            Ok(jobs) => {
-                ctx.cfg.metrics.set_jobs(&jobs);
-                let pools: std::collections::BTreeSet<String> =
-                    jobs.iter().map(|j| j.spec.scaling.pool.clone()).collect();
-                for pool in &pools {
-                    match ctx.queue_call(ctx.queue.depth(&skep_api::task_topic(pool))).await {
-                        Ok(depth) => ctx.cfg.metrics.set_queue(pool, &depth),
-                        Err(error) => tracing::debug!(pool, %error, "queue depth unknown"),
-                    }
-                }
-                ctx.cfg.metrics.retain_pools(&pools);
+        let jobs = ctx.jobs.all();
+        ctx.cfg.metrics.set_jobs(&jobs);
+        let pools = ctx.jobs.pools();
+        for pool in &pools {
+            match ctx.queue_call(ctx.queue.depth(&skep_api::task_topic(pool))).await {
+                Ok(depth) => ctx.cfg.metrics.set_queue(pool, &depth),
+                Err(error) => tracing::debug!(pool, %error, "queue depth unknown"),
             }
-            Err(error) => tracing::debug!(%error, "metrics sample could not list jobs"),
         }
+        ctx.cfg.metrics.retain_pools(&pools);
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tokio::time::sleep(SAMPLE_EVERY) => {}
@@ -527,8 +533,10 @@ async fn sample(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
 /// Every `resync`, every job and pool is reconciled, whatever happened.
 async fn resync(ctx: Arc<Context>, stop: CancellationToken) -> Result<()> {
     loop {
+        let mark = ctx.jobs.mark();
         match ctx.store_call(ctx.store.list_jobs()).await {
             Ok(jobs) => {
+                ctx.jobs.replace(mark, jobs.clone());
                 let mut pools = std::collections::BTreeSet::new();
                 for j in jobs {
                     pools.insert(j.spec.scaling.pool.clone());

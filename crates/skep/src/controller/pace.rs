@@ -51,6 +51,12 @@ struct Pace {
     renewed: Option<(Instant, u64)>,
     /// No full count of the job's tasks before this.
     count_after: Option<Instant>,
+    /// Splits of the job's files applied (a count that started before one
+    /// was applied cannot say there are none).
+    splits_applied: u64,
+    /// The last full count found no file split and waiting for assembly,
+    /// and none was split since.
+    no_splits: bool,
 }
 
 impl Pace {
@@ -61,6 +67,8 @@ impl Pace {
             heard: now,
             renewed: None,
             count_after: None,
+            splits_applied: 0,
+            no_splits: false,
         }
     }
 }
@@ -119,6 +127,35 @@ impl Paces {
         Self::entry(&mut map, job_uid, now).count_after = Some(now + gap);
     }
 
+    /// A file of the job was split into page ranges (after the store took
+    /// it).
+    pub fn split_applied(&self, job_uid: &str, now: Instant) {
+        let mut map = self.lock();
+        let p = Self::entry(&mut map, job_uid, now);
+        p.splits_applied += 1;
+        p.no_splits = false;
+    }
+
+    /// Taken before a full count, for [`Paces::split_counted`].
+    pub fn splits_mark(&self, job_uid: &str) -> u64 {
+        self.lock().get(job_uid).map_or(0, |p| p.splits_applied)
+    }
+
+    /// A full count that started at `mark` found `split` files split and
+    /// waiting for assembly.
+    pub fn split_counted(&self, job_uid: &str, mark: u64, split: u64, now: Instant) {
+        let mut map = self.lock();
+        let p = Self::entry(&mut map, job_uid, now);
+        p.no_splits = split == 0 && p.splits_applied == mark;
+    }
+
+    /// Whether the job may have split files to assemble: unless a full
+    /// count found none and none was split since (a job of images never
+    /// asks the store again after its first count).
+    pub fn may_have_splits(&self, job_uid: &str) -> bool {
+        self.lock().get(job_uid).is_none_or(|p| !p.no_splits)
+    }
+
     /// Tasks to queue per worker slot for this job: [`WINDOW_TIME`] of its
     /// average task, between `floor` and [`MAX_WINDOW_FACTOR`]; `floor`
     /// until a result has come.
@@ -164,12 +201,9 @@ impl Paces {
         self.lock().remove(job_uid);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -268,5 +302,27 @@ mod tests {
         assert_eq!(p.factor("job-0", 2), 2, "the least recently heard from went first");
         p.forget(&format!("job-{}", MAX_JOBS + 9));
         assert_eq!(p.len(), MAX_JOBS - 1);
+    }
+
+    #[test]
+    fn split_files_are_looked_for_until_a_count_finds_none_and_none_came_since() {
+        let p = Paces::default();
+        let t = Instant::now();
+        assert!(p.may_have_splits("a"), "a job never counted may have some");
+        let mark = p.splits_mark("a");
+        p.split_counted("a", mark, 2, t);
+        assert!(p.may_have_splits("a"), "the count found two");
+        let mark = p.splits_mark("a");
+        p.split_counted("a", mark, 0, t);
+        assert!(!p.may_have_splits("a"), "none found, none since");
+        p.split_applied("a", t);
+        assert!(p.may_have_splits("a"), "a file split since");
+        // A split applied while a count ran: that count cannot clear it.
+        let mark = p.splits_mark("a");
+        p.split_applied("a", t);
+        p.split_counted("a", mark, 0, t);
+        assert!(p.may_have_splits("a"), "split during the count");
+        p.forget("a");
+        assert!(p.may_have_splits("a"), "a forgotten job may have some again");
     }
 }

@@ -16,8 +16,10 @@ use super::{Action, Context, Error, Key, Result, assemble, dispatch, finalizer, 
 
 pub async fn reconcile_job(ctx: &Context, name: &str) -> Result<Action> {
     let Some(job) = ctx.store_call(ctx.store.get_job(name)).await? else {
+        ctx.jobs.remove(name);
         return Ok(Action::await_change());
     };
+    ctx.jobs.put(&job);
     if job.is_deleting() {
         return finalizer::cleanup(ctx, &job).await;
     }
@@ -32,6 +34,9 @@ pub async fn reconcile_job(ctx: &Context, name: &str) -> Result<Action> {
     if status != before {
         ctx.store_call(ctx.store.update_status(name, job.uid(), &status))
             .await?;
+        let mut written = job.clone();
+        written.status = Some(status.clone());
+        ctx.jobs.put(&written);
     }
     if status.replicas.desired != before.replicas.desired || status.phase != before.phase {
         ctx.trigger(Key::Pool(job.spec.scaling.pool.clone())).await;
@@ -72,7 +77,7 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
         return finish(ctx, job, status, Phase::Failed, "DeadlineExceeded", msg, now).await;
     }
     if !status.is_true(condition::SCANNED) {
-        match scan::scan_job(ctx, job).await? {
+        match scan::scan_job(ctx, job, &mut scan::ScanProgress::new(status)).await? {
             Ok(total) => {
                 status.files.total = total;
                 let msg = format!(
@@ -98,15 +103,21 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
             }
         }
     }
-    assemble::assemble_ready(ctx, job).await?;
+    // NB: only where a file may be split: on MongoDB the query of split
+    // files ready to assemble was a round trip of every reconcile.
+    if ctx.paces.may_have_splits(job.uid()) {
+        assemble::assemble_ready(ctx, job).await?;
+    }
     // NB: a full count when it is cheap enough ([`pace`]); between two,
     // the status keeps the last count (moved by what was dispatched since)
     // and only the dispatched tasks are counted, for the window. A job
     // ends or fails only on a full count.
     let in_flight = if ctx.paces.count_due(job.uid(), Instant::now()) {
         let started = Instant::now();
+        let mark = ctx.paces.splits_mark(job.uid());
         let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
         ctx.paces.counted(job.uid(), started.elapsed(), Instant::now());
+        ctx.paces.split_counted(job.uid(), mark, counts.split, Instant::now());
         status.files = counts.files;
         status.pages = counts.pages;
         if let Some(msg) = failure_policy_exceeded(job, &counts.files) {
@@ -144,13 +155,8 @@ async fn step(ctx: &Context, job: &BulkJob, status: &mut BulkJobStatus, now: Dat
     // that one long document asks for as many workers as its pages need.
     let work = status.files.remaining().max(status.pages.remaining());
     status.replicas.desired = scaling::job_demand(work, &spec.scaling);
-    let pool_jobs: Vec<BulkJob> = ctx
-        .store_call(ctx.store.list_jobs())
-        .await?
-        .into_iter()
-        .filter(|j| j.spec.scaling.pool == spec.scaling.pool)
-        .collect();
-    let sent = dispatch::dispatch(ctx, job, in_flight, pool_state.running, &pool_jobs).await?;
+    let competing = ctx.jobs.competing_weight(&spec.scaling.pool, job.uid());
+    let sent = dispatch::dispatch(ctx, job, in_flight, pool_state.running, competing).await?;
     if sent.exhausted > 0 {
         let counts = ctx.store_call(ctx.store.task_counts(job.uid())).await?;
         status.files = counts.files;

@@ -67,12 +67,7 @@ pub fn apply_cooldown(
 
 /// Converges one pool. `immediate` skips the cooldown (job cleanup).
 pub async fn reconcile_pool(ctx: &Context, pool: &str, immediate: bool) -> Result<Action> {
-    let jobs: Vec<BulkJob> = ctx
-        .store_call(ctx.store.list_jobs())
-        .await?
-        .into_iter()
-        .filter(|j| j.spec.scaling.pool == pool)
-        .collect();
+    let jobs = ctx.jobs.pool(pool);
     let demands: Vec<u32> = jobs
         .iter()
         .filter(|j| is_active(j))

@@ -6,9 +6,11 @@
 //! relative to the source folder.
 
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use skep_api::{BulkJob, ObjectUrl, SourceSpec};
+use skep_api::{BulkJob, BulkJobStatus, ConditionStatus, ObjectUrl, SourceSpec, condition};
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -18,6 +20,47 @@ use crate::store::{NewTask, ObjectVersion};
 
 /// Files inserted into the store per batch while scanning.
 pub const SCAN_BATCH: usize = 5_000;
+/// How often a scan writes how many files it has found so far (by
+/// default: `ControllerConfig::scan_progress_every`).
+pub const SCAN_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// The count of files a scan has found so far, written into the job's
+/// status (`files.total`, and the `Scanned` condition False with reason
+/// `Scanning`) at most every `scan_progress_every`: a scan of a million
+/// files shows from its first second, not once it ends.
+pub struct ScanProgress {
+    status: BulkJobStatus,
+    last: Instant,
+}
+
+impl ScanProgress {
+    /// From the status the job had when its scan started.
+    pub fn new(status: &BulkJobStatus) -> Self {
+        Self {
+            status: status.clone(),
+            last: Instant::now(),
+        }
+    }
+
+    async fn found(&mut self, ctx: &Context, job: &BulkJob, n: u64) -> Result<()> {
+        if self.last.elapsed() < ctx.cfg.scan_progress_every {
+            return Ok(());
+        }
+        self.status.files.total = n;
+        self.status.files.pending = n;
+        self.status.set_condition(
+            condition::SCANNED,
+            ConditionStatus::False,
+            "Scanning",
+            format!("{n} files found so far"),
+            Utc::now(),
+        );
+        ctx.store_call(ctx.store.update_status(job.name(), job.uid(), &self.status))
+            .await?;
+        self.last = Instant::now();
+        Ok(())
+    }
+}
 
 /// Why a scan cannot start: the job itself is wrong, not the machine.
 #[derive(Debug)]
@@ -151,9 +194,13 @@ pub fn list_files(root: &Path, source: &SourceSpec) -> std::result::Result<Vec<S
 /// Scans a job's source into task records from scratch (tasks of an
 /// earlier, unfinished scan are removed first). `Ok(Err(..))` is a problem
 /// with the job's source that retrying will not fix.
-pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Result<u64, SourceProblem>> {
+pub async fn scan_job(
+    ctx: &Context,
+    job: &BulkJob,
+    progress: &mut ScanProgress,
+) -> Result<std::result::Result<u64, SourceProblem>> {
     if let Some(url) = &job.spec.source.url {
-        return scan_objects(ctx, job, url).await;
+        return scan_objects(ctx, job, url, progress).await;
     }
     let root = PathBuf::from(&job.spec.source.path);
     match tokio::fs::metadata(&root).await {
@@ -196,6 +243,7 @@ pub async fn scan_job(ctx: &Context, job: &BulkJob) -> Result<std::result::Resul
             })
             .collect();
         ctx.store_call(ctx.store.insert_tasks(&uid, tasks)).await?;
+        progress.found(ctx, job, next_index).await?;
     }
     let total = walker
         .await
@@ -224,7 +272,12 @@ async fn start_scan(ctx: &Context, job: &BulkJob) -> Result<()> {
 
 /// Scans an object-storage source: its listing, a page at a time, into
 /// task records in key order.
-async fn scan_objects(ctx: &Context, job: &BulkJob, url: &str) -> Result<std::result::Result<u64, SourceProblem>> {
+async fn scan_objects(
+    ctx: &Context,
+    job: &BulkJob,
+    url: &str,
+    progress: &mut ScanProgress,
+) -> Result<std::result::Result<u64, SourceProblem>> {
     let problem = |m: String| Ok(Err(SourceProblem(format!("spec.source.url: {m}"))));
     let url = match ObjectUrl::parse(url) {
         Ok(u) => u,
@@ -267,6 +320,7 @@ async fn scan_objects(ctx: &Context, job: &BulkJob, url: &str) -> Result<std::re
             .collect();
         if !tasks.is_empty() {
             ctx.store_call(ctx.store.insert_tasks(job.uid(), tasks)).await?;
+            progress.found(ctx, job, next_index).await?;
         }
     }
 }

@@ -16,6 +16,7 @@ macro_rules! store_conformance_cases {
             watch_delivers_every_change,
             finalizer_two_phase_delete,
             idempotent_results,
+            many_results_at_once,
             expired_leases_and_attempts,
             unlease_and_reset,
             renewed_leases,
@@ -371,6 +372,84 @@ pub async fn idempotent_results(s: &dyn Store) {
     assert_eq!(sum.nodes, vec!["n1", "n2"]);
 }
 
+/// A batch of results larger than any one write a backend may send at once
+/// (MongoDB's go in bulk, 1,000 to a command): each says whether it
+/// applied, whatever else the batch holds, and a batch sent twice applies
+/// nothing the second time.
+pub async fn many_results_at_once(s: &dyn Store) {
+    const N: u64 = 2_345;
+    let a = s.apply_job(job("many")).await.expect("create").job;
+    let uid = a.uid().to_owned();
+    s.insert_tasks(&uid, tasks(N)).await.expect("insert");
+    let leased = s.lease_tasks(lease(&uid, N as usize, 0)).await.expect("lease");
+    assert_eq!(leased.tasks.len(), N as usize);
+    // Every 7th file answers for an attempt it is not at, and one result
+    // names a file the job does not have: those do not apply.
+    let batch = |text: &str| -> Vec<TaskUpdate> {
+        (0..N)
+            .map(|i| match i % 7 {
+                3 => update(
+                    &uid,
+                    i,
+                    Transition::Fail {
+                        attempt: 2,
+                        result: failed_result(FailureReason::Corrupt),
+                    },
+                ),
+                5 => update(
+                    &uid,
+                    i,
+                    Transition::Retry {
+                        attempt: 1,
+                        not_before_ms: 0,
+                        result: failed_result(FailureReason::Timeout),
+                    },
+                ),
+                _ => update(
+                    &uid,
+                    i,
+                    Transition::Succeed {
+                        result: ok_result(&format!("{text} {i}")),
+                    },
+                ),
+            })
+            .chain(std::iter::once(update(
+                &uid,
+                N + 10,
+                Transition::Succeed {
+                    result: ok_result("nobody"),
+                },
+            )))
+            .collect()
+    };
+    let applied = s.apply_updates(batch("first")).await.expect("updates");
+    let expected: Vec<bool> = (0..N).map(|i| i % 7 != 3).chain([false]).collect();
+    assert_eq!(applied, expected);
+    let t = s.get_task(&uid, 1_000).await.expect("get").expect("task");
+    assert_eq!(t.result.and_then(|r| r.text).as_deref(), Some("first 1000"));
+
+    // Sent again: the succeeded are final, the retried are pending (a
+    // retry applies only to a dispatched task), the rest were never moved.
+    let again = s.apply_updates(batch("second")).await.expect("updates");
+    assert_eq!(again, vec![false; N as usize + 1]);
+    let t = s.get_task(&uid, 1_000).await.expect("get").expect("task");
+    assert_eq!(
+        t.result.and_then(|r| r.text).as_deref(),
+        Some("first 1000"),
+        "first result kept"
+    );
+
+    let c = s.task_counts(&uid).await.expect("counts").files;
+    let (retried, wrong) = (
+        (0..N).filter(|i| i % 7 == 5).count() as u64,
+        (0..N).filter(|i| i % 7 == 3).count() as u64,
+    );
+    assert_eq!(
+        (c.total, c.pending, c.dispatched, c.succeeded, c.failed),
+        (N, retried, wrong, N - retried - wrong, 0)
+    );
+}
+
 fn range_update(uid: &str, index: u64, part: u32, transition: Transition) -> TaskUpdate {
     TaskUpdate {
         part,
@@ -463,6 +542,7 @@ pub async fn split_files_and_their_ranges(s: &dyn Store) {
         "20 pages known, 2 files unopened"
     );
     assert_eq!(c.in_flight, 0, "a split file is not in flight itself");
+    assert_eq!(c.split, 1, "one file waits for its ranges");
 
     let parts = s.list_parts(&uid, 0).await.expect("parts");
     assert_eq!(
@@ -574,6 +654,7 @@ pub async fn split_files_and_their_ranges(s: &dyn Store) {
     let c = s.task_counts(&uid).await.expect("counts");
     assert_eq!(c.pages, PageCounts { total: 22, done: 20 });
     assert_eq!((c.files.succeeded, c.files.pending), (1, 2));
+    assert_eq!(c.split, 0, "assembled");
     assert_eq!(
         s.summarize(&uid).await.expect("summary").pages,
         20,

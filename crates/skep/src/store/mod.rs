@@ -133,6 +133,9 @@ pub struct TaskCounts {
     /// Tasks (files and ranges) dispatched and not answered yet: what the
     /// queue holds or workers read now.
     pub in_flight: u64,
+    /// Files split into page ranges and not assembled yet (counted as
+    /// dispatched in `files`).
+    pub split: u64,
 }
 
 /// What `request_delete` did.

@@ -72,8 +72,13 @@ pub const WATCH_POLL: Duration = Duration::from_millis(500);
 
 /// Tasks per `insert_many` call.
 const INSERT_CHUNK: usize = 1_000;
-/// Task transitions of one `apply_updates` call in flight at once.
+/// Task transitions of one `apply_updates` call in flight at once (splits,
+/// assemblies and tasks named twice; the rest go in bulk).
 const UPDATE_CONCURRENCY: usize = 16;
+/// Writes of one bulk `update` command.
+const BULK_WRITES: usize = 1_000;
+/// Result bytes of one bulk `update` command (a command may hold 16 MiB).
+const BULK_BYTES: usize = 8 << 20;
 /// Compare-and-swap attempts of one job write before giving up.
 const JOB_WRITE_TRIES: usize = 32;
 /// Claim rounds of one `lease_tasks` call that lost tasks to other leasers.
@@ -962,43 +967,55 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Applies the transitions `updates[positions]`, each to a different
+    /// task and none needing a second write, in one `update` command;
+    /// says which applied. Each write also stores a token of this call,
+    /// read back only when the server matched fewer than all of them.
+    async fn apply_bulk(&self, updates: &[TaskUpdate], positions: &[usize]) -> Result<Vec<bool>> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut ids = Vec::with_capacity(positions.len());
+        let statements: Vec<Document> = positions
+            .iter()
+            .map(|&pos| {
+                let u = &updates[pos];
+                let (filter, mut set) = transition_write(u);
+                set.insert("applied", token.as_str());
+                ids.push(task_id(&u.job_uid, u.index, u.part));
+                doc! { "q": filter, "u": { "$set": set }, "multi": false }
+            })
+            .collect();
+        let command = doc! { "update": self.inner.tasks.name(), "updates": statements, "ordered": false };
+        let db = self.inner.tasks.client().database(&self.inner.tasks.namespace().db);
+        let reply = self.op("apply results", db.run_command(command).into_future()).await?;
+        if let Ok(errors) = reply.get_array("writeErrors")
+            && let Some(first) = errors.first()
+        {
+            return Err(StoreError::Backend(format!(
+                "apply results: {} of {} writes failed, the first: {first}",
+                errors.len(),
+                positions.len()
+            )));
+        }
+        if number(&reply, "n") == Some(positions.len() as i64) {
+            return Ok(vec![true; positions.len()]);
+        }
+        let find = self
+            .inner
+            .tasks
+            .find(doc! { "_id": { "$in": &ids }, "applied": token.as_str() })
+            .projection(doc! { "_id": 1 });
+        let won: HashSet<String> = self
+            .collect("read applied results", find)
+            .await?
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect();
+        Ok(ids.iter().map(|id| won.contains(id)).collect())
+    }
+
     /// Applies one transition; says whether it did.
     async fn transition(&self, u: &TaskUpdate) -> Result<bool> {
-        let id = task_id(&u.job_uid, u.index, u.part);
-        let (filter, mut set, result) = match &u.transition {
-            Transition::Succeed { result } => (
-                doc! { "_id": id, "state": { "$in": [PENDING, DISPATCHED] } },
-                doc! { "state": SUCCEEDED, "due": 0_i64 },
-                Some(result),
-            ),
-            Transition::Retry {
-                attempt,
-                not_before_ms,
-                result,
-            } => (
-                doc! { "_id": id, "state": DISPATCHED, "attempts": i64::from(*attempt) },
-                doc! { "state": PENDING, "due": *not_before_ms },
-                Some(result),
-            ),
-            Transition::Fail { attempt, result } => (
-                doc! { "_id": id, "state": { "$in": [PENDING, DISPATCHED] }, "attempts": i64::from(*attempt) },
-                doc! { "state": FAILED, "due": 0_i64 },
-                Some(result),
-            ),
-            Transition::Split { pages, .. } => (
-                doc! { "_id": id, "p": 0_i64, "state": { "$in": [PENDING, DISPATCHED] } },
-                doc! { "state": SPLIT, "due": 0_i64, "pages": i64::from(*pages) },
-                None,
-            ),
-            Transition::Assemble { succeeded, result } => (
-                doc! { "_id": id, "p": 0_i64, "state": SPLIT },
-                doc! { "state": if *succeeded { SUCCEEDED } else { FAILED }, "due": 0_i64 },
-                Some(result),
-            ),
-        };
-        if let Some(result) = result {
-            set.extend(result_fields(result));
-        }
+        let (filter, set) = transition_write(u);
         let r = self
             .op(
                 "apply result",
@@ -1036,6 +1053,81 @@ impl MongoStore {
         }
         Ok(applied)
     }
+}
+
+/// Splits `positions` into runs for one `update` command each: at most
+/// [`BULK_WRITES`] writes and about [`BULK_BYTES`] of result text, well
+/// under a command's 16 MiB.
+fn bulk_chunks<'a>(updates: &[TaskUpdate], positions: &'a [usize]) -> Vec<&'a [usize]> {
+    let size = |pos: usize| -> usize {
+        let r = match &updates[pos].transition {
+            Transition::Succeed { result } | Transition::Retry { result, .. } | Transition::Fail { result, .. } => {
+                Some(result)
+            }
+            _ => None,
+        };
+        // NB: the text dominates; the rest of a write is a few hundred bytes.
+        512 + r.map_or(0, |r| {
+            r.text.as_ref().map_or(0, String::len)
+                + r.error.as_ref().map_or(0, String::len)
+                + r.staged.as_ref().map_or(0, String::len)
+                + r.page_info.len() * 64
+        })
+    };
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, &pos) in positions.iter().enumerate() {
+        let s = size(pos);
+        if i > start && (i - start == BULK_WRITES || bytes + s > BULK_BYTES) {
+            chunks.push(&positions[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += s;
+    }
+    if start < positions.len() {
+        chunks.push(&positions[start..]);
+    }
+    chunks
+}
+
+/// The first write of a transition: its filter and its `$set`.
+fn transition_write(u: &TaskUpdate) -> (Document, Document) {
+    let id = task_id(&u.job_uid, u.index, u.part);
+    let (filter, mut set, result) = match &u.transition {
+        Transition::Succeed { result } => (
+            doc! { "_id": id, "state": { "$in": [PENDING, DISPATCHED] } },
+            doc! { "state": SUCCEEDED, "due": 0_i64 },
+            Some(result),
+        ),
+        Transition::Retry {
+            attempt,
+            not_before_ms,
+            result,
+        } => (
+            doc! { "_id": id, "state": DISPATCHED, "attempts": i64::from(*attempt) },
+            doc! { "state": PENDING, "due": *not_before_ms },
+            Some(result),
+        ),
+        Transition::Fail { attempt, result } => (
+            doc! { "_id": id, "state": { "$in": [PENDING, DISPATCHED] }, "attempts": i64::from(*attempt) },
+            doc! { "state": FAILED, "due": 0_i64 },
+            Some(result),
+        ),
+        Transition::Split { pages, .. } => (
+            doc! { "_id": id, "p": 0_i64, "state": { "$in": [PENDING, DISPATCHED] } },
+            doc! { "state": SPLIT, "due": 0_i64, "pages": i64::from(*pages) },
+            None,
+        ),
+        Transition::Assemble { succeeded, result } => (
+            doc! { "_id": id, "p": 0_i64, "state": SPLIT },
+            doc! { "state": if *succeeded { SUCCEEDED } else { FAILED }, "due": 0_i64 },
+            Some(result),
+        ),
+    };
+    if let Some(result) = result {
+        set.extend(result_fields(result));
+    }
+    (filter, set)
 }
 
 enum Bounded {
@@ -1475,8 +1567,26 @@ impl Store for MongoStore {
             });
             groups[g].push(pos);
         }
+        // NB: a task's only transition that needs no second write goes in
+        // bulk; a split or an assembly (which insert or remove ranges), and
+        // a task named twice (whose writes must be in order), one by one.
+        let (plain, ordered): (Vec<Vec<usize>>, Vec<Vec<usize>>) = groups.into_iter().partition(|g| {
+            g.len() == 1
+                && matches!(
+                    updates[g[0]].transition,
+                    Transition::Succeed { .. } | Transition::Retry { .. } | Transition::Fail { .. }
+                )
+        });
+        let mut applied = vec![false; updates.len()];
+        let plain: Vec<usize> = plain.into_iter().flatten().collect();
+        for chunk in bulk_chunks(&updates, &plain) {
+            let done = self.apply_bulk(&updates, chunk).await?;
+            for (&pos, ok) in chunk.iter().zip(done) {
+                applied[pos] = ok;
+            }
+        }
         let updates = &updates;
-        let results: Vec<Vec<(usize, bool)>> = futures::stream::iter(groups)
+        let results: Vec<Vec<(usize, bool)>> = futures::stream::iter(ordered)
             .map(|positions| async move {
                 let mut out = Vec::with_capacity(positions.len());
                 for pos in positions {
@@ -1487,7 +1597,6 @@ impl Store for MongoStore {
             .buffer_unordered(UPDATE_CONCURRENCY)
             .try_collect()
             .await?;
-        let mut applied = vec![false; updates.len()];
         for (pos, ok) in results.into_iter().flatten() {
             applied[pos] = ok;
         }
@@ -1558,6 +1667,9 @@ impl Store for MongoStore {
             count_state(&mut counts.files, state, n);
             if state == TaskState::Dispatched {
                 counts.in_flight += n;
+            }
+            if state == TaskState::Split {
+                counts.split += n;
             }
             counts.pages.total += if matches!(state, TaskState::Pending | TaskState::Dispatched) {
                 n

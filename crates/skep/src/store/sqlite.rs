@@ -1048,6 +1048,9 @@ impl Store for SqliteStore {
                 }
                 if is_file {
                     count_state(&mut counts.files, state, n);
+                    if state == TaskState::Split {
+                        counts.split += n;
+                    }
                     // NB: a file's pages are known once it was opened (split
                     // or finished); until then it counts as one.
                     counts.pages.total += if matches!(state, TaskState::Pending | TaskState::Dispatched) {
