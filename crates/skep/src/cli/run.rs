@@ -113,6 +113,37 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CliResult {
     }
 }
 
+/// Starts the terms of leadership of a process that leads again after
+/// losing its lease (`skep run` and `skep controller`).
+struct Terms {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn TaskQueue>,
+    runtime: Arc<dyn Runtime>,
+    cfg: ControllerConfig,
+    /// Whether a term began in this process.
+    led: bool,
+}
+
+impl Terms {
+    /// Waits for the lease and starts a term (`None`: stopped first).
+    async fn start(&mut self, stop: &CancellationToken) -> crate::controller::Result<Option<Controller>> {
+        // NB: leading again in the same process: the in-process queue still
+        // holds what was dispatched.
+        self.cfg.redispatch_lost_tasks = !self.led;
+        let started = Controller::start(
+            self.store.clone(),
+            self.queue.clone(),
+            self.runtime.clone(),
+            self.cfg.clone(),
+            stop.clone(),
+            lease_waiter,
+        )
+        .await?;
+        self.led |= started.is_some();
+        Ok(started)
+    }
+}
+
 /// How long `skep run` waits for a store out of reach (its progress reads
 /// failing, its controller unable to lead) before it gives up.
 const STORE_PATIENCE: Duration = Duration::from_secs(300);
@@ -128,26 +159,21 @@ async fn lead(
     store: Arc<dyn Store>,
     queue: Arc<dyn TaskQueue>,
     runtime: Arc<dyn Runtime>,
-    mut cfg: ControllerConfig,
+    cfg: ControllerConfig,
     stop: CancellationToken,
 ) -> crate::controller::Result<()> {
-    let mut led = false;
+    let mut terms = Terms {
+        store,
+        queue,
+        runtime,
+        cfg,
+        led: false,
+    };
     let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
-        cfg.redispatch_lost_tasks = !led;
-        let started = Controller::start(
-            store.clone(),
-            queue.clone(),
-            runtime.clone(),
-            cfg.clone(),
-            stop.clone(),
-            lease_waiter,
-        )
-        .await;
-        let res = match started {
+        let res = match terms.start(&stop).await {
             Ok(None) => return Ok(()),
             Ok(Some(c)) => {
-                led = true;
                 failing_since = None;
                 c.wait().await
             }
@@ -498,22 +524,15 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
             ctl_stop.cancel();
         })
     };
-    let mut led = false;
-    let mut cfg = cfg;
+    let mut terms = Terms {
+        store: store.clone(),
+        queue: queue.clone(),
+        runtime: runtime.clone(),
+        cfg,
+        led: false,
+    };
     let res = loop {
-        // NB: leading again in the same process: the in-process queue still
-        // holds what was dispatched.
-        cfg.redispatch_lost_tasks = !led;
-        let started = Controller::start(
-            store.clone(),
-            queue.clone(),
-            runtime.clone(),
-            cfg.clone(),
-            ctl_stop.clone(),
-            lease_waiter,
-        )
-        .await;
-        let c = match started {
+        let c = match terms.start(&ctl_stop).await {
             Ok(Some(c)) => c,
             Ok(None) => break Ok(()),
             Err(e) if !shutdown.is_cancelled() => {
@@ -525,7 +544,6 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
             }
             Err(e) => break Err(e),
         };
-        led = true;
         ready.set(true);
         tracing::info!(runtime = backend, "controller running; Ctrl-C to stop");
         let res = c.wait().await;
@@ -565,7 +583,7 @@ pub async fn controller(global: &GlobalArgs, args: ControllerArgs) -> CliResult 
     }
     res?;
     // NB: interrupted while waiting for the lease: 130, as before.
-    Ok(if led { exit::OK } else { exit::INTERRUPTED })
+    Ok(if terms.led { exit::OK } else { exit::INTERRUPTED })
 }
 
 /// `skep controller --api-only`: the HTTP server on the store, no
