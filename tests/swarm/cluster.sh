@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# A multi-node Docker Swarm on one machine, for tests and for trying skep
+# (issue #14): a manager and N workers, each a container that runs its own
+# Docker daemon (Debian's docker.io, in an image skep-node:<hash> built on
+# skep-base:bookworm)
+# on a private bridge network. No registry is needed: images are copied into
+# every node with `docker save | docker load`.
+#
+#   tests/swarm/cluster.sh up [WORKERS]        make the swarm (2 workers by default)
+#   tests/swarm/cluster.sh load IMAGE...       copy images into every node
+#   tests/swarm/cluster.sh docker NODE ARGS... the docker CLI of one node (m, w1, w2, ...)
+#   tests/swarm/cluster.sh kill NODE           SIGKILL a node: its daemon and its tasks go at once
+#   tests/swarm/cluster.sh start NODE          start a killed node again (it rejoins)
+#   tests/swarm/cluster.sh nodes               `docker node ls` on the manager
+#   tests/swarm/cluster.sh down                remove every container, volume and network it made
+#
+# Nodes are containers skep-node-m (manager) and skep-node-w1..wN, hostnames
+# node-m, node-w1, ...; each worker is labelled skep.node=wK in the swarm and
+# pinned to one CPU of its own where the machine has enough (so capacity sums
+# over nodes of different sizes). `up` removes what it made if it fails.
+#
+# Why not `--privileged`: on the VMs this was written on, the daemon's
+# capability bounding set lacks CAP_SYS_RESOURCE, and runc refuses a
+# privileged container ("unable to apply caps: operation not permitted"). A
+# node gets every other capability, no seccomp or AppArmor profile, /proc/sys
+# writable, and the host's cgroup hierarchy, which is what a nested daemon
+# needs. /var/lib/docker is a volume, so the nested daemon uses overlay2 on
+# the host's file system, not on the container's own overlay.
+#
+# Networks: the nested daemons use an MTU of 1300 (the host's is 1400 here,
+# and VXLAN adds 50 bytes) and bridges of their own (10.213.0.0/16), apart
+# from the host's 172.17.0.0/16.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+base="${SKEP_BASE_IMAGE:-skep-base:bookworm}"
+net=skep-cluster
+label=skep.cluster=1
+mtu=1300
+
+log() { echo "cluster: $*" >&2; }
+die() {
+  echo "cluster: $*" >&2
+  exit 1
+}
+node() { echo "skep-node-$1"; }
+in_node() {
+  local n="$1"
+  shift
+  docker exec -i "$(node "$n")" docker "$@"
+}
+
+# NB: a node's daemon starts after a kill with its old pid files still in
+# the container; they are removed first.
+dockerfile='ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      docker.io iptables iproute2 ca-certificates procps >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+VOLUME /var/lib/docker
+ENTRYPOINT ["sh", "-c", "rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid; exec dockerd \"$@\"", "dockerd"]
+'
+# The image is named by what builds it, so a change here builds it again.
+image="skep-node:$(printf '%s%s' "$base" "$dockerfile" | sha256sum | cut -c1-12)"
+
+build_image() {
+  docker image inspect "$image" >/dev/null 2>&1 && return
+  docker image inspect "$base" >/dev/null 2>&1 ||
+    die "no $base image: scripts/build-images.sh makes it"
+  log "building $image from $base (Debian's docker.io)"
+  local ctx
+  ctx="$(mktemp -d)"
+  printf '%s' "$dockerfile" >"$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE_IMAGE="$base" -t "$image" "$ctx" >/dev/null 2>&1 || {
+    rm -rf "$ctx"
+    die "could not build $image"
+  }
+  rm -rf "$ctx"
+}
+
+run_node() {
+  local n="$1" index="$2" cpus="$3"
+  local cpuset=()
+  [ -n "$cpus" ] && cpuset=(--cpuset-cpus "$cpus")
+  docker volume create --label "$label" "$(node "$n")" >/dev/null
+  docker run -d --name "$(node "$n")" --hostname "node-$n" --label "$label" \
+    --network "$net" -v "$(node "$n"):/var/lib/docker" \
+    --cap-add ALL --cap-drop SYS_RESOURCE \
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --security-opt systempaths=unconfined \
+    -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    "${cpuset[@]}" "$image" \
+    --mtu "$mtu" --bip "10.213.$index.1/24" \
+    --default-address-pool "base=10.213.$((100 + index)).0/24,size=28" >/dev/null
+}
+
+wait_daemon() {
+  local n="$1"
+  for _ in $(seq 1 60); do
+    in_node "$n" info >/dev/null 2>&1 && return
+    sleep 0.5
+  done
+  docker logs --tail 30 "$(node "$n")" >&2 || true
+  die "the daemon of node $n did not start"
+}
+
+up() {
+  local workers="${1:-2}"
+  [ "$workers" -ge 1 ] || die "at least one worker"
+  docker ps -a -q --filter "label=$label" | grep -q . &&
+    die "a cluster is up already ($0 down first)"
+  build_image
+  trap 'log "failed; removing what was made"; down' ERR
+  docker network create --label "$label" --opt "com.docker.network.driver.mtu=$mtu" "$net" >/dev/null
+  local ncpu
+  ncpu="$(nproc)"
+  run_node m 0 ""
+  for k in $(seq 1 "$workers"); do
+    # NB: a CPU of its own where there are enough, so that nodes differ.
+    local cpus=""
+    [ "$ncpu" -gt 1 ] && cpus="$(((k - 1) % ncpu))"
+    run_node "w$k" "$k" "$cpus"
+  done
+  wait_daemon m
+  local addr
+  addr="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$(node m)")"
+  in_node m swarm init --advertise-addr "$addr" >/dev/null
+  local token
+  token="$(in_node m swarm join-token -q worker)"
+  for k in $(seq 1 "$workers"); do
+    wait_daemon "w$k"
+    in_node "w$k" swarm join --token "$token" "$addr:2377" >/dev/null
+    in_node m node update --label-add "skep.node=w$k" "node-w$k" >/dev/null
+  done
+  trap - ERR
+  log "manager node-m at $addr, $workers worker(s)"
+  in_node m node ls >&2
+}
+
+load() {
+  [ $# -ge 1 ] || die "name the images to load"
+  local nodes
+  nodes="$(docker ps --filter "label=$label" --format '{{.Names}}')"
+  [ -n "$nodes" ] || die "no cluster is up"
+  for c in $nodes; do
+    docker save "$@" | docker exec -i "$c" docker load -q >/dev/null
+    log "loaded into $c: $*"
+  done
+}
+
+down() {
+  local ids
+  ids="$(docker ps -a -q --filter "label=$label")"
+  [ -n "$ids" ] && docker rm -f -v $ids >/dev/null
+  local vols
+  vols="$(docker volume ls -q --filter "label=$label")"
+  [ -n "$vols" ] && docker volume rm $vols >/dev/null
+  docker network ls -q --filter "label=$label" | xargs -r docker network rm >/dev/null
+  log "down"
+}
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  up) up "$@" ;;
+  load) load "$@" ;;
+  docker)
+    [ $# -ge 1 ] || die "usage: $0 docker NODE ARGS..."
+    n="$1"
+    shift
+    in_node "$n" "$@"
+    ;;
+  kill) docker kill "$(node "${1:?NODE}")" >/dev/null ;;
+  start)
+    docker start "$(node "${1:?NODE}")" >/dev/null
+    wait_daemon "$1"
+    ;;
+  nodes) in_node m node ls ;;
+  down) down ;;
+  *)
+    sed -n '2,16p' "$0" >&2
+    exit 2
+    ;;
+esac
