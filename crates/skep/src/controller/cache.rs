@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
-use skep_api::{BulkJob, Phase};
+use skep_api::{BulkJob, BulkJobStatus, Phase};
 
 use super::dispatch;
 
@@ -91,6 +91,18 @@ impl JobCache {
         );
     }
 
+    /// The status just written for the job `name` (its entry as put when
+    /// the reconcile read it).
+    pub fn put_status(&self, name: &str, status: &BulkJobStatus) {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let put_at = inner.clock;
+        if let Some(e) = inner.jobs.get_mut(name) {
+            e.job.status = Some(status.clone());
+            e.put_at = put_at;
+        }
+    }
+
     /// The job `name` is gone from the store.
     pub fn remove(&self, name: &str) {
         let mut inner = self.lock();
@@ -140,7 +152,7 @@ impl JobCache {
 
 #[cfg(test)]
 mod tests {
-    use skep_api::{BulkJobSpec, BulkJobStatus};
+    use skep_api::BulkJobSpec;
 
     use super::*;
 
@@ -197,6 +209,20 @@ mod tests {
         c.replace(mark, vec![job("gone", "p", 2)]);
         assert_eq!(desired(&c, "gone"), Some(2));
         assert_eq!(desired(&c, "a"), None);
+    }
+
+    #[test]
+    fn a_written_status_replaces_only_the_status_and_outlives_an_older_listing() {
+        let c = JobCache::default();
+        c.put(&job("a", "p", 1));
+        let mark = c.mark();
+        let mut status = job("a", "p", 6).status().clone();
+        status.phase = Phase::Running;
+        c.put_status("a", &status);
+        c.put_status("unknown", &status);
+        c.replace(mark, vec![job("a", "p", 1)]);
+        assert_eq!(desired(&c, "a"), Some(6));
+        assert_eq!(desired(&c, "unknown"), None, "no entry is made for a job not read");
     }
 
     #[test]

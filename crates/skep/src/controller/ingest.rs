@@ -297,7 +297,8 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
             Outcome::Succeeded { staged, .. } => staged.clone(),
             _ => None,
         };
-        timed.push((result.job_uid.clone(), result.duration_ms));
+        let split = matches!(transition, Transition::Split { .. });
+        timed.push((result.job_uid.clone(), result.duration_ms, split));
         updates.push(TaskUpdate {
             job_uid: result.job_uid.clone(),
             index: result.index,
@@ -321,10 +322,6 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
             .iter()
             .map(|u| matches!(u.transition, Transition::Succeed { .. }) && u.part == 0)
             .collect();
-        let split: Vec<bool> = updates
-            .iter()
-            .map(|u| matches!(u.transition, Transition::Split { .. }))
-            .collect();
         let applied = ctx.store_call(ctx.store.apply_updates(updates)).await?;
         for ((outcome, reason), _) in kinds
             .iter()
@@ -335,7 +332,7 @@ async fn ingest(ctx: &Context, deliveries: Vec<Delivery>) -> Result<()> {
             ctx.cfg.metrics.record_result(outcome, reason);
         }
         let heard = std::time::Instant::now();
-        for (((uid, ms), _), split) in timed.iter().zip(&applied).zip(&split).filter(|((_, a), _)| **a) {
+        for ((uid, ms, split), _) in timed.iter().zip(&applied).filter(|(_, a)| **a) {
             ctx.paces.observe(uid, *ms, heard);
             if *split {
                 ctx.paces.split_applied(uid, heard);

@@ -34,9 +34,7 @@ pub async fn reconcile_job(ctx: &Context, name: &str) -> Result<Action> {
     if status != before {
         ctx.store_call(ctx.store.update_status(name, job.uid(), &status))
             .await?;
-        let mut written = job.clone();
-        written.status = Some(status.clone());
-        ctx.jobs.put(&written);
+        ctx.jobs.put_status(name, &status);
     }
     if status.replicas.desired != before.replicas.desired || status.phase != before.phase {
         ctx.trigger(Key::Pool(job.spec.scaling.pool.clone())).await;
