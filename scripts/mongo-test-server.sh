@@ -6,6 +6,9 @@
 #   scripts/mongo-test-server.sh start DIR PORT   # prints mongodb://127.0.0.1:PORT
 #   scripts/mongo-test-server.sh stop DIR
 #
+# SKEP_TEST_BIND=ADDR listens on ADDR instead of loopback (the multi-node
+# swarm test binds a private bridge's address that its nodes reach).
+#
 # DIR holds the server's database, log and pid file, and the Python venv it
 # runs from (DIR/venv, created on first start; NX_VENV names another one to
 # reuse). The launcher is scripts/nx_mongo_launch.py beside this script
@@ -27,6 +30,7 @@ cmd="$1"
 dir="$2"
 venv="${NX_VENV:-$dir/venv}"
 pid_file="$dir/nx.pid"
+bind="${SKEP_TEST_BIND:-127.0.0.1}"
 
 running() {
   [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
@@ -41,7 +45,7 @@ launcher() {
 }
 
 port_answers() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  (exec 3<>"/dev/tcp/$bind/$1") 2>/dev/null
 }
 
 case "$cmd" in
@@ -52,7 +56,7 @@ case "$cmd" in
     dir="$(cd "$dir" && pwd)"
     pid_file="$dir/nx.pid"
     if running; then
-      echo "mongodb://127.0.0.1:$port"
+      echo "mongodb://$bind:$port"
       exit 0
     fi
     # NB: several starts may share one venv (NX_VENV): install under a lock.
@@ -77,11 +81,11 @@ case "$cmd" in
       exit 1
     fi
     rm -f "$pid_file"
-    "$venv/bin/python" "$script" -d --host 127.0.0.1 -p "$port" \
+    "$venv/bin/python" "$script" -d --host "$bind" -p "$port" \
       --db "$dir/t.db" --log-file "$dir/nx.log" --pid-file "$pid_file" >&2
     for _ in $(seq 1 150); do
       if port_answers "$port"; then
-        echo "mongodb://127.0.0.1:$port"
+        echo "mongodb://$bind:$port"
         exit 0
       fi
       sleep 0.1

@@ -13,6 +13,11 @@
 # URL. Data in DIR survives a stop and a start. The URL carries the
 # management port as `?management_port=PORT+2` for the skep queue backend,
 # which reads in-flight counts from it.
+#
+# SKEP_TEST_BIND=ADDR listens on ADDR instead of loopback (the multi-node
+# swarm test binds a private bridge's address that its nodes reach). RabbitMQ
+# lets `guest` in from loopback only, so such a node gets a user `skep` with
+# a random password (kept in DIR/password, mode 600), and the URL names it.
 set -euo pipefail
 
 usage() {
@@ -26,6 +31,7 @@ dir="$2"
 
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 START_TIMEOUT_S=120
+bind="${SKEP_TEST_BIND:-127.0.0.1}"
 
 install_rabbitmq() {
   if [ -x "$RABBIT_BIN/rabbitmq-server" ]; then
@@ -78,20 +84,32 @@ server_alive() {
 }
 
 port_answers() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  (exec 3<>"/dev/tcp/$bind/$1") 2>/dev/null
 }
 
 url() {
-  echo "amqp://guest:guest@127.0.0.1:$1/%2f?management_port=$MGMT_PORT"
+  local user=guest:guest
+  [ "$bind" = 127.0.0.1 ] || user="skep:$(cat "$dir/password")"
+  echo "amqp://$user@$bind:$1/%2f?management_port=$MGMT_PORT"
+}
+
+# A user for a node that is not on loopback (see the top).
+add_user() {
+  [ "$bind" = 127.0.0.1 ] && return
+  [ -s "$dir/password" ] || (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/password")
+  # NB: the password on stdin, not on a command line.
+  ctl add_user skep <"$dir/password" >/dev/null 2>&1 || true
+  ctl set_permissions -p / skep '.*' '.*' '.*' >/dev/null
+  ctl set_user_tags skep management >/dev/null
 }
 
 write_config() {
   local port="$1"
   mkdir -p "$dir/mnesia" "$dir/log"
   cat >"$dir/rabbitmq.conf" <<EOF
-listeners.tcp.default = 127.0.0.1:$port
+listeners.tcp.default = $bind:$port
 loopback_users.guest = true
-management.tcp.ip = 127.0.0.1
+management.tcp.ip = $bind
 management.tcp.port = $MGMT_PORT
 # The management API's queue counts refresh every half second (quorum
 # queues report theirs every second, see advanced.config).
@@ -139,6 +157,7 @@ case "$cmd" in
       fi
       if [ -f "$RABBITMQ_PID_FILE" ] && ctl await_startup --timeout 10 >/dev/null 2>&1 \
         && port_answers "$port"; then
+        add_user
         url "$port"
         exit 0
       fi
@@ -154,7 +173,7 @@ case "$cmd" in
     if [ $# -ge 3 ]; then
       port="$3"
     else
-      port="$(sed -n 's/^listeners.tcp.default = 127.0.0.1://p' "$dir/rabbitmq.conf" 2>/dev/null || true)"
+      port="$(sed -n 's/^listeners.tcp.default = .*://p' "$dir/rabbitmq.conf" 2>/dev/null || true)"
       [ -n "$port" ] || exit 0
     fi
     node_env "$port"

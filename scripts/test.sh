@@ -3,7 +3,8 @@
 # every check and test of the project: formatting, clippy, the generated
 # schema, unit, conformance and black-box tests, the API fuzzing
 # (schemathesis), the dashboard in headless Chromium, and the end-to-end
-# test on a real (single-node) Docker Swarm. This is what CI runs
+# tests on a real Docker Swarm: this machine as a single node, and a swarm
+# of three nodes made of nested daemons (tests/swarm/cluster.sh). This is what CI runs
 # (.ci/run). Servers run from .ci-work/ (git-ignored) and stop on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,5 +61,8 @@ cargo build --locked --workspace --bins --tests
 tests/api/schemathesis.sh
 tests/dashboard/run.sh
 tests/swarm/e2e.sh
+# A swarm of three nodes (nested daemons) on this machine: placement,
+# capacity over nodes, a node lost, a node drained, the controller killed.
+tests/swarm/cluster-e2e.sh
 # Remote workers from manifests/docker-compose.worker.yml, mounting nothing.
 tests/swarm/compose-workers.sh

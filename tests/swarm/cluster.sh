@@ -7,12 +7,20 @@
 # every node with `docker save | docker load`.
 #
 #   tests/swarm/cluster.sh up [WORKERS]        make the swarm (2 workers by default)
-#   tests/swarm/cluster.sh load IMAGE...       copy images into every node
+#   tests/swarm/cluster.sh load [--on m,w1] IMAGE...  copy images into every node (or those named)
 #   tests/swarm/cluster.sh docker NODE ARGS... the docker CLI of one node (m, w1, w2, ...)
 #   tests/swarm/cluster.sh kill NODE           SIGKILL a node: its daemon and its tasks go at once
-#   tests/swarm/cluster.sh start NODE          start a killed node again (it rejoins)
+#   tests/swarm/cluster.sh cut NODE            take a node off the network: it falls silent, no
+#                                              connection of its is closed (then `kill` it: a lost machine)
+#   tests/swarm/cluster.sh start NODE          start a killed node again, on the network (it rejoins)
 #   tests/swarm/cluster.sh nodes               `docker node ls` on the manager
+#   tests/swarm/cluster.sh ip NODE             a node's address on the cluster's network
+#   tests/swarm/cluster.sh gateway             the host's address on it (servers the nodes reach)
 #   tests/swarm/cluster.sh down                remove every container, volume and network it made
+#
+# SKEP_CLUSTER_SHARE=DIR (absolute) at `up` mounts DIR at the same path on
+# the manager only: the controller's folders, while workers read files
+# through its URLs.
 #
 # Nodes are containers skep-node-m (manager) and skep-node-w1..wN, hostnames
 # node-m, node-w1, ...; each worker is labelled skep.node=wK in the swarm and
@@ -81,8 +89,9 @@ build_image() {
 
 run_node() {
   local n="$1" index="$2" cpus="$3"
-  local cpuset=()
+  local cpuset=() share=()
   [ -n "$cpus" ] && cpuset=(--cpuset-cpus "$cpus")
+  [ "$n" = m ] && [ -n "${SKEP_CLUSTER_SHARE:-}" ] && share=(-v "$SKEP_CLUSTER_SHARE:$SKEP_CLUSTER_SHARE")
   docker volume create --label "$label" "$(node "$n")" >/dev/null
   docker run -d --name "$(node "$n")" --hostname "node-$n" --label "$label" \
     --network "$net" -v "$(node "$n"):/var/lib/docker" \
@@ -90,9 +99,13 @@ run_node() {
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --security-opt systempaths=unconfined \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-    "${cpuset[@]}" "$image" \
+    "${share[@]}" "${cpuset[@]}" "$image" \
     --mtu "$mtu" --bip "10.213.$index.1/24" \
     --default-address-pool "base=10.213.$((100 + index)).0/24,size=28" >/dev/null
+}
+
+ip_of() {
+  docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$(node "$1")"
 }
 
 wait_daemon() {
@@ -110,6 +123,12 @@ up() {
   [ "$workers" -ge 1 ] || die "at least one worker"
   docker ps -a -q --filter "label=$label" | grep -q . &&
     die "a cluster is up already ($0 down first)"
+  if [ -n "${SKEP_CLUSTER_SHARE:-}" ]; then
+    case "$SKEP_CLUSTER_SHARE" in
+      /*) [ -d "$SKEP_CLUSTER_SHARE" ] || die "SKEP_CLUSTER_SHARE: no folder $SKEP_CLUSTER_SHARE" ;;
+      *) die "SKEP_CLUSTER_SHARE must be an absolute path" ;;
+    esac
+  fi
   build_image
   trap 'log "failed; removing what was made"; down' ERR
   docker network create --label "$label" --opt "com.docker.network.driver.mtu=$mtu" "$net" >/dev/null
@@ -124,7 +143,7 @@ up() {
   done
   wait_daemon m
   local addr
-  addr="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$(node m)")"
+  addr="$(ip_of m)"
   in_node m swarm init --advertise-addr "$addr" >/dev/null
   local token
   token="$(in_node m swarm join-token -q worker)"
@@ -139,14 +158,34 @@ up() {
 }
 
 load() {
+  local on=""
+  if [ "${1:-}" = --on ]; then
+    on="${2:?--on NODE,NODE...}"
+    shift 2
+  fi
   [ $# -ge 1 ] || die "name the images to load"
-  local nodes
-  nodes="$(docker ps --filter "label=$label" --format '{{.Names}}')"
-  [ -n "$nodes" ] || die "no cluster is up"
-  for c in $nodes; do
-    docker save "$@" | docker exec -i "$c" docker load -q >/dev/null
-    log "loaded into $c: $*"
+  local nodes=() n
+  if [ -n "$on" ]; then
+    for n in ${on//,/ }; do nodes+=("$(node "$n")"); done
+  else
+    mapfile -t nodes < <(docker ps --filter "label=$label" --format '{{.Names}}')
+  fi
+  [ ${#nodes[@]} -gt 0 ] || die "no cluster is up"
+  # NB: saved once, loaded into the nodes side by side.
+  local tar pids=() failed=0
+  tar="$(mktemp)"
+  docker save -o "$tar" "$@" || {
+    rm -f "$tar"
+    die "could not save $*"
+  }
+  for c in "${nodes[@]}"; do
+    docker exec -i "$c" docker load -q <"$tar" >/dev/null &
+    pids+=($!)
   done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  rm -f "$tar"
+  [ "$failed" = 0 ] || die "loading $* failed on a node"
+  log "loaded into ${nodes[*]}: $*"
 }
 
 down() {
@@ -172,14 +211,20 @@ case "$cmd" in
     in_node "$n" "$@"
     ;;
   kill) docker kill "$(node "${1:?NODE}")" >/dev/null ;;
+  cut) docker network disconnect -f "$net" "$(node "${1:?NODE}")" ;;
   start)
-    docker start "$(node "${1:?NODE}")" >/dev/null
+    # a node cut off is joined to the network again first
+    docker inspect -f '{{json .NetworkSettings.Networks}}' "$(node "${1:?NODE}")" | grep -q "\"$net\"" ||
+      docker network connect "$net" "$(node "$1")"
+    docker start "$(node "$1")" >/dev/null
     wait_daemon "$1"
     ;;
   nodes) in_node m node ls ;;
+  ip) ip_of "${1:?NODE}" ;;
+  gateway) docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$net" ;;
   down) down ;;
   *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,24p' "$0" >&2
     exit 2
     ;;
 esac

@@ -98,20 +98,7 @@ for c in $containers; do
 done
 log "2 worker containers up, mounting nothing of $data"
 
-cat >"$work/job.yaml" <<YAML
-apiVersion: skep.dev/v1
-kind: BulkJob
-metadata:
-  name: $job
-spec:
-  source:
-    path: $data/pages
-  output:
-    path: $data/out
-    formats: [txt, hocr, report]
-  scaling:
-    pool: $pool
-YAML
+write_job "$work/job.yaml" "$job" "$data/pages" "$data/out" "txt, hocr, report" "$pool"
 started="$(date +%s)"
 "$skep" apply -f "$work/job.yaml" >/dev/null
 "$skep" wait "$job" --timeout "${SKEP_COMPOSE_TIMEOUT:-300}" >/dev/null ||

@@ -42,8 +42,6 @@ fail() {
   docker service logs --tail 60 "${stack}_controller" 2>/dev/null >&2 || true
   exit 1
 }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 cleanup() {
   docker stack rm "$stack" >/dev/null 2>&1 || true
@@ -76,24 +74,7 @@ export SKEP_STORE="$store"
 # --- the corpus and the job --------------------------------------------------
 "$testkit" gen --pages-dir "$data/pages" --truth-dir "$data/truth" --pages "$pages" --seed 7 >/dev/null
 chmod -R a+rX "$data"
-cat >"$work/job.yaml" <<EOF
-apiVersion: skep.dev/v1
-kind: BulkJob
-metadata:
-  name: $job
-spec:
-  source:
-    path: $data/pages
-  output:
-    path: $data/out
-    formats: [txt, report]
-  scaling:
-    pool: default
-    filesPerWorker: $per_worker
-    maxReplicas: 10
-    scaleBackTo: 0
-  maxAttempts: 3
-EOF
+write_job "$work/job.yaml" "$job" "$data/pages" "$data/out" "txt, report" default "$per_worker" 10
 
 # --- deploy ------------------------------------------------------------------
 # The production stack cannot be deployed here (its broker and store images
@@ -233,7 +214,6 @@ for i in $(seq 1 "${SKEP_E2E_SAMPLES:-5}"); do
   up_samples+=("$(elapsed "$t0" "$t1")")
   back_samples+=("$(elapsed "$done_at" "$t2")")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 log "latency: apply -> replicas raised, s: ${up_samples[*]} (p50 $(median "${up_samples[@]}"))"
 log "latency: completionTime -> scaled back, s: ${back_samples[*]} (p50 $(median "${back_samples[@]}"); cooldown 2 s)"
 
