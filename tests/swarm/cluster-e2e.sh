@@ -5,23 +5,26 @@
 # through the controller's signed URLs, and three faults in one job.
 #
 # Asserts, from the manager's Docker API and the job's own output:
+# - the nodes report distinct figures: node-m 2 CPUs and the machine's
+#   memory, node-w1 1 CPU and 1 GiB, node-w2 1 CPU and 768 MiB;
 # - capacity: the pool is scaled to min(ceil(files / filesPerWorker),
 #   maxReplicas, capacity), capacity = the sum over ready, active nodes of
-#   floor(node CPUs / the service's CPU reservation), read from
-#   `docker node inspect` (4 here: manager 2 CPUs, workers 1 each);
-# - its replicas run on every node, and status.nodesUsed names >= 2 nodes;
-# - (a) a worker node is SIGKILLed mid-job: the swarm marks it Down, the
-#   controller scales the pool to the capacity left (3), its replicas run
-#   again, and the broker hands its unacknowledged files to others;
-# - (b) a node is drained: capacity falls to 2, its replica moves away;
-# - (c) the controller's task is SIGKILLed: the swarm starts another, which
-#   takes the lease and goes on;
+#   min(CPUs / CPU reservation, memory / memory reservation), read from
+#   `docker node inspect` (4 + 2 + 1 = 7 here, node-w2 bound by memory);
+# - its replicas run on every node, and status.nodesUsed names all three;
+# - (a) node-w2, holding a file, is cut off the network and SIGKILLed
+#   mid-job (a machine lost without a word): the swarm marks it Down, the
+#   controller reports fewer replicas running and scales the pool to the
+#   capacity left (6), and the broker hands its file to another worker;
+# - (b) node-w1 is drained: capacity falls to 4, its replicas move away;
+# - (c) the controller's container is SIGKILLed: the swarm starts another,
+#   which takes the lease and goes on;
 # - the job Succeeds with exactly one result per file and the text matches
-#   the ground truth (CER); no worker mounts a folder.
+#   the ground truth (CER); no worker mounts a folder or sees the job's.
 #
 # Prints the numbers for docs/performance.md: apply -> replicas running on
-# every node (p50 over SKEP_CLUSTER_SAMPLES small jobs), node killed ->
-# its files back in the queue, files delivered again.
+# every node (p50 over SKEP_CLUSTER_SAMPLES small jobs), node lost -> its
+# file in progress elsewhere, tasks delivered again.
 #
 # Needs: Docker on a machine that can run nested daemons (cluster.sh), the
 # images (scripts/build-images.sh), jq, curl. Starts its own store
@@ -36,7 +39,12 @@ root="$PWD"
 pages="${SKEP_CLUSTER_PAGES:-400}"
 per_worker=10
 max_replicas=10
-cpu_reservation=1 # the worker service's reservation below
+# The worker service's reservations (below) and what the worker nodes
+# report: node-w1 1 CPU and 1 GiB holds 2 replicas, node-w2 1 CPU and
+# 768 MiB only 1 (memory-bound), node-m 2 CPUs and the machine's memory 4.
+cpu_reservation=0.5
+memory_reservation_mib=512
+worker_memory_mib=1024,768
 stack=skep
 pool_service="${stack}_worker-default"
 controller_service="${stack}_controller"
@@ -80,7 +88,7 @@ mkdir -p "$data"
 chmod -R a+rX "$data"
 
 t0="$(now)"
-SKEP_CLUSTER_SHARE="$data" "$cluster" up 2
+SKEP_CLUSTER_SHARE="$data" SKEP_CLUSTER_MEMORY="$worker_memory_mib" "$cluster" up 2
 t_up="$(now)"
 "$cluster" load --on m skep:dev
 "$cluster" load skep-worker:dev
@@ -165,7 +173,7 @@ services:
       resources:
         reservations:
           cpus: "$cpu_reservation"
-          memory: 256M
+          memory: ${memory_reservation_mib}M
       restart_policy:
         condition: on-failure
         delay: 1s
@@ -203,11 +211,16 @@ running_count() { tail -n +2 <<<"$1" | awk '$2 == "Running"' | wc -l; }
 count_nodes() { tr ',' '\n' <<<"$1" | grep -c . || true; }
 node_state() { m node inspect --format '{{.Status.State}}' "node-$1"; }
 
-# The capacity the rule gives, from the nodes as the manager describes them:
-# the sum over ready, active nodes of floor(CPUs / reservation).
+# The nodes as the manager describes them: "STATE AVAILABILITY NANOCPUS
+# MEMORYBYTES HOSTNAME" each.
+nodes_described() {
+  docker exec skep-node-m sh -c 'docker node inspect $(docker node ls -q) --format "{{.Status.State}} {{.Spec.Availability}} {{.Description.Resources.NanoCPUs}} {{.Description.Resources.MemoryBytes}} {{.Description.Hostname}}"'
+}
+# The capacity the rule gives: the sum over ready, active nodes of
+# min(CPUs / CPU reservation, memory / memory reservation).
 capacity() {
-  docker exec skep-node-m sh -c 'docker node inspect $(docker node ls -q) --format "{{.Status.State}} {{.Spec.Availability}} {{.Description.Resources.NanoCPUs}}"' |
-    awk -v r="$cpu_reservation" '$1 == "ready" && $2 == "active" { n += int($3 / (r * 1000000000)) } END { print n + 0 }'
+  nodes_described | awk -v c="$cpu_reservation" -v m="$memory_reservation_mib" '$1 == "ready" && $2 == "active" {
+    a = int($3 / (c * 1000000000)); b = int($4 / (m * 1048576)); n += (a < b ? a : b) } END { print n + 0 }'
 }
 # min(ceil(files / filesPerWorker), maxReplicas, capacity)
 rule() {
@@ -231,9 +244,14 @@ redelivered() {
 
 # --- the job ----------------------------------------------------------------
 [ "$(desired_of "$(look)")" = 0 ] || fail "the pool does not start at 0 replicas"
+figures="$(nodes_described | awk '{ printf "%s%s %g CPUs %d MiB", sep, $5, $3 / 1e9, $4 / 1048576; sep = ", " }')"
+log "nodes: $figures"
+for want_node in "node-w1 1 CPUs 1024 MiB" "node-w2 1 CPUs 768 MiB"; do
+  grep -q "$want_node" <<<"$figures" || fail "the nodes do not report '$want_node': $figures"
+done
 cap0="$(capacity)"
 want="$(rule "$pages" "$cap0")"
-log "capacity $cap0 (CPU reservation $cpu_reservation per replica); the rule gives $want replicas for $pages files"
+log "capacity $cap0 (reservations $cpu_reservation CPU, $memory_reservation_mib MiB per replica); the rule gives $want replicas for $pages files"
 w2_ip="$("$cluster" ip w2)"
 
 write_job "$work/job.yaml" "$job" "$data/pages" "$data/out" "txt, report" default "$per_worker" "$max_replicas"
@@ -384,20 +402,16 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 [ "$(node_state w2)" = ready ] || fail "node-w2 did not come back Ready"
-mkdir -p "$data/small"
-# NB: long enough that every replica starts before the files run out
-small_per_worker=30
-mapfile -t all_pages < <(find "$data/pages" -name '*.png' | sort)
-cp -t "$data/small/" "${all_pages[@]:0:$((cap0 * small_per_worker))}"
 samples=() raised=()
 for i in $(seq 1 "${SKEP_CLUSTER_SAMPLES:-5}"); do
   for _ in $(seq 1 120); do
     [ "$(desired_of "$(look)")" = 0 ] && break
     sleep 0.5
   done
-  sed -e "s/name: $job/name: spread-$i/" -e "s#path: $data/pages#path: $data/small#" \
-    -e "s/filesPerWorker: $per_worker/filesPerWorker: $small_per_worker/" \
-    -e "s#path: $data/out#path: $data/out-spread-$i#" "$work/job.yaml" >"$work/spread.yaml"
+  # the whole folder again (so every replica starts before the files run
+  # out); deleted once measured
+  sed -e "s/name: $job/name: spread-$i/" -e "s#path: $data/out#path: $data/out-spread-$i#" \
+    "$work/job.yaml" >"$work/spread.yaml"
   ta="$(now)"
   "$skep" apply -f "$work/spread.yaml" >/dev/null
   tr="" tb=""
@@ -413,7 +427,7 @@ for i in $(seq 1 "${SKEP_CLUSTER_SAMPLES:-5}"); do
   [ -n "$tb" ] || fail "job spread-$i never had replicas running on all 3 nodes"
   samples+=("$(elapsed "$ta" "$tb")")
   raised+=("$(elapsed "$ta" "${tr:-$tb}")")
-  "$skep" wait "spread-$i" --timeout 120 >/dev/null || fail "job spread-$i did not succeed"
+  "$skep" delete "spread-$i" --wait >/dev/null || fail "job spread-$i was not deleted"
 done
 
 log "PASS: $pages files on $nodes_used, exactly one result each; pool $timeline (capacity $cap0 -> $cap1 -> $cap2)"

@@ -22,6 +22,12 @@
 # the manager only: the controller's folders, while workers read files
 # through its URLs.
 #
+# SKEP_CLUSTER_MEMORY at `up`: the memory worker nodes report, in MiB, one
+# figure per worker in turn ("2048,1024" by default: node-w1 2 GiB, node-w2
+# 1 GiB); the manager reports the machine's. A nested daemon takes its
+# memory from /proc/meminfo, so each worker gets one of its own (kept
+# under .ci-work/cluster/) with that MemTotal.
+#
 # Nodes are containers skep-node-m (manager) and skep-node-w1..wN, hostnames
 # node-m, node-w1, ...; each worker is labelled skep.node=wK in the swarm and
 # pinned to one CPU of its own where the machine has enough (so capacity sums
@@ -52,6 +58,7 @@ die() {
   exit 1
 }
 node() { echo "skep-node-$1"; }
+state="$PWD/.ci-work/cluster"
 in_node() {
   local n="$1"
   shift
@@ -87,10 +94,20 @@ build_image() {
   rm -rf "$ctx"
 }
 
+# A /proc/meminfo that says MIB MiB of memory (free and available too).
+meminfo() {
+  local mib="$1" file="$state/meminfo-$2"
+  mkdir -p "$state"
+  awk -v kb="$((mib * 1024))" '/^(MemTotal|MemFree|MemAvailable):/ { printf "%-16s%8d kB\n", $1, kb; next } { print }' \
+    /proc/meminfo >"$file"
+  echo "$file"
+}
+
 run_node() {
-  local n="$1" index="$2" cpus="$3"
-  local cpuset=() share=()
+  local n="$1" index="$2" cpus="$3" mib="${4:-}"
+  local cpuset=() share=() memory=()
   [ -n "$cpus" ] && cpuset=(--cpuset-cpus "$cpus")
+  [ -n "$mib" ] && memory=(-v "$(meminfo "$mib" "$n"):/proc/meminfo:ro")
   [ "$n" = m ] && [ -n "${SKEP_CLUSTER_SHARE:-}" ] && share=(-v "$SKEP_CLUSTER_SHARE:$SKEP_CLUSTER_SHARE")
   docker volume create --label "$label" "$(node "$n")" >/dev/null
   docker run -d --name "$(node "$n")" --hostname "node-$n" --label "$label" \
@@ -99,7 +116,7 @@ run_node() {
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --security-opt systempaths=unconfined \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-    "${share[@]}" "${cpuset[@]}" "$image" \
+    "${share[@]}" "${cpuset[@]}" "${memory[@]}" "$image" \
     --mtu "$mtu" --bip "10.213.$index.1/24" \
     --default-address-pool "base=10.213.$((100 + index)).0/24,size=28" >/dev/null
 }
@@ -134,12 +151,18 @@ up() {
   docker network create --label "$label" --opt "com.docker.network.driver.mtu=$mtu" "$net" >/dev/null
   local ncpu
   ncpu="$(nproc)"
+  local mibs
+  IFS=, read -r -a mibs <<<"${SKEP_CLUSTER_MEMORY:-2048,1024}"
+  [ ${#mibs[@]} -gt 0 ] || die "SKEP_CLUSTER_MEMORY: no figure"
+  for mib in "${mibs[@]}"; do
+    [[ "$mib" =~ ^[1-9][0-9]{0,6}$ ]] || die "SKEP_CLUSTER_MEMORY: '$mib' is not a number of MiB"
+  done
   run_node m 0 ""
   for k in $(seq 1 "$workers"); do
     # NB: a CPU of its own where there are enough, so that nodes differ.
     local cpus=""
     [ "$ncpu" -gt 1 ] && cpus="$(((k - 1) % ncpu))"
-    run_node "w$k" "$k" "$cpus"
+    run_node "w$k" "$k" "$cpus" "${mibs[$(((k - 1) % ${#mibs[@]}))]}"
   done
   wait_daemon m
   local addr
@@ -196,6 +219,7 @@ down() {
   vols="$(docker volume ls -q --filter "label=$label")"
   [ -n "$vols" ] && docker volume rm $vols >/dev/null
   docker network ls -q --filter "label=$label" | xargs -r docker network rm >/dev/null
+  rm -rf "$state"
   log "down"
 }
 
@@ -224,7 +248,7 @@ case "$cmd" in
   gateway) docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$net" ;;
   down) down ;;
   *)
-    sed -n '2,24p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
     ;;
 esac

@@ -408,7 +408,14 @@ async fn process(ctx: &Ctx, delivery: Delivery, slot: &mut OcrSlot) {
         }
         Err(e) => {
             ctx.counters.failed.fetch_add(1, Ordering::Relaxed);
-            debug!(job = %task.job, index = task.index, part = task.part, reason = %e.reason, error = %e.message, "failed");
+            // NB: a reason worth retrying (unreadable, timeout, engine)
+            // often means this worker's surroundings are wrong (a controller
+            // it cannot reach, a full disk): say so where operators look.
+            if e.reason.is_retryable() {
+                warn!(job = %task.job, index = task.index, part = task.part, reason = %e.reason, error = %e.message, "failed");
+            } else {
+                info!(job = %task.job, index = task.index, part = task.part, reason = %e.reason, error = %e.message, "failed");
+            }
             Outcome::Failed {
                 reason: e.reason,
                 error: e.message,
