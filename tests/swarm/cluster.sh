@@ -150,7 +150,8 @@ up() {
   trap 'log "failed; removing what was made"; down' ERR
   docker network create --label "$label" --opt "com.docker.network.driver.mtu=$mtu" "$net" >/dev/null
   local ncpu
-  ncpu="$(nproc)"
+  # NB: nproc honours OMP_THREAD_LIMIT, which the test script sets to 1
+  ncpu="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
   local mibs
   IFS=, read -r -a mibs <<<"${SKEP_CLUSTER_MEMORY:-2048,1024}"
   [ ${#mibs[@]} -gt 0 ] || die "SKEP_CLUSTER_MEMORY: no figure"
